@@ -1,0 +1,1 @@
+"""Reference engines: numpy (the executable spec) and TensorFlow."""

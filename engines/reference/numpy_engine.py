@@ -1,0 +1,348 @@
+"""The numpy reference engine: the executable form of docs/semantics.md.
+
+Storage is a dict id -> row plus dense row arrays (embedding, optimizer state words,
+timestamps). Ops that touch one id several times are split into "rounds" of distinct ids
+(the k-th occurrence of every id forms round k), which keeps per-id order while letting
+each round run as one vectorised numpy step.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from engines import api
+from engines.formats import shards as shard_files
+from engines.formats.entry_dump import parse_entry_dump
+from engines.protos import embedding_hash_table_pb2 as pb
+from engines.reference import compressors, initializers, optimizers
+
+F = np.float32
+SECONDS_PER_DAY = 86400
+
+
+def occurrence_rank(ids: np.ndarray) -> np.ndarray:
+    """rank[i] = how many earlier positions hold ids[i] (0 for a first occurrence)."""
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.r_[0, np.flatnonzero(sorted_ids[1:] != sorted_ids[:-1]) + 1]
+    run_start = np.repeat(starts, np.diff(np.r_[starts, len(ids)]))
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[order] = np.arange(len(ids)) - run_start
+    return rank
+
+
+def group_first_occurrence(ids: np.ndarray):
+    """(unique ids in first-occurrence order, group index of every position)."""
+    uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")           # groups by first occurrence
+    remap = np.empty(len(uniq), dtype=np.int64)
+    remap[order] = np.arange(len(uniq))
+    return uniq[order], remap[inverse.reshape(-1)]
+
+
+class NumpyTable(api.Table):
+    def __init__(self, engine, spec, learning_rates, hash_filter, seed, quirks):
+        super().__init__(spec, learning_rates)
+        self.engine_name = engine.name
+        self._filter = hash_filter
+        self._seed = seed
+        self._quirks = quirks
+        self._opts = [optimizers.make(s.optimizer, s.dim, s.opt_params) for s in spec.segments]
+        self._expire = spec.expire_days_array()
+        self._scales = [F(s.comp_params["init_scale"]) if s.compressor == "one_bit" else None
+                        for s in spec.segments]
+        for s in spec.segments:
+            if s.compressor == "one_bit" and s.comp_params["step_size"] <= 0:
+                raise ValueError(f"config: one_bit step_size must be > 0 "
+                                 f"(segment {s.index})")
+        self._clear()
+        self._max_ts = 0
+
+    # ---- storage ------------------------------------------------------------------------
+    def _clear(self):
+        self._index: dict[int, int] = {}
+        self._ids = np.empty(0, np.int64)
+        self._emb = np.empty((0, self.dim), np.float32)
+        self._state = np.empty((0, self.spec.state_words), np.float32)
+        self._ts = np.empty(0, np.uint32)
+
+    def _rows_of(self, ids: np.ndarray) -> np.ndarray:
+        get = self._index.get
+        return np.fromiter((get(i, -1) for i in ids.tolist()), dtype=np.int64, count=len(ids))
+
+    def _grow(self, need: int):
+        cap = len(self._ids)
+        if need <= cap:
+            return
+        new_cap = max(need, 2 * cap, 16)
+        self._ids = np.resize(self._ids, new_cap)
+        self._ts = np.resize(self._ts, new_cap)
+        emb = np.zeros((new_cap, self.dim), np.float32)
+        emb[:cap] = self._emb
+        state = np.zeros((new_cap, self.spec.state_words), np.float32)
+        state[:cap] = self._state
+        self._emb, self._state = emb, state
+
+    def _insert(self, new_ids: np.ndarray) -> np.ndarray:
+        """Append distinct new ids, run initialisers and optimizer Init; return their rows."""
+        n0 = len(self._index)
+        rows = np.arange(n0, n0 + len(new_ids))
+        self._grow(n0 + len(new_ids))
+        self._ids[rows] = new_ids
+        self._ts[rows] = 0
+        emb = np.empty((len(new_ids), self.dim), np.float32)
+        initializers.fill(self.spec.segments, emb, new_ids, self._seed)
+        self._emb[rows] = emb
+        st = np.zeros((len(new_ids), self.spec.state_words), np.float32)
+        for seg, opt in zip(self.spec.segments, self._opts):
+            opt.init(st[:, seg.state_offset:seg.state_offset + seg.state_words])
+        self._state[rows] = st
+        self._index.update(zip(new_ids.tolist(), rows.tolist()))
+        return rows
+
+    def _upsert_rows(self, ids: np.ndarray) -> np.ndarray:
+        """Rows of distinct ids, inserting (with init) the missing ones."""
+        rows = self._rows_of(ids)
+        missing = rows < 0
+        if missing.any():
+            rows[missing] = self._insert(ids[missing])
+        return rows
+
+    def _n(self) -> int:
+        return len(self._index)
+
+    # ---- admission ----------------------------------------------------------------------
+    def _admitted(self, ids: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+        """Mask of the positions that may be written: present ids always; absent ones if the
+        filter admits them (checked in order, against the table as it was before the call)."""
+        present = self._rows_of(ids) >= 0
+        if self._filter is None or present.all():
+            return np.ones(len(ids), bool)
+        keep = present.copy()
+        for i in np.flatnonzero(~present).tolist():
+            c = 1 if counts is None else int(counts[i])
+            keep[i] = not self._filter.should_be_filtered(int(ids[i]), c, in_table=False)
+        return keep
+
+    # ---- ops ----------------------------------------------------------------------------
+    def _note_time(self, req_time: int):
+        self._max_ts = max(self._max_ts, req_time)
+
+    def _write_rounds(self, ids, values, req_time, add: bool):
+        self._note_time(req_time)
+        keep = self._admitted(ids)
+        ids, values = ids[keep], values[keep]
+        if not len(ids):
+            return
+        rank = occurrence_rank(ids)
+        for r in range(int(rank.max()) + 1):
+            sel = np.flatnonzero(rank == r)
+            rows = self._upsert_rows(ids[sel])
+            if add:
+                self._emb[rows] = self._emb[rows] + values[sel]
+            else:
+                self._emb[rows] = values[sel]
+            self._ts[rows] = np.uint32(req_time % (1 << 32))
+
+    def _assign(self, ids, values, req_time):
+        self._write_rounds(ids, values, req_time, add=False)
+
+    def _assign_add(self, ids, values, req_time):
+        self._write_rounds(ids, values, req_time, add=True)
+
+    def _lookup(self, ids):
+        rows = self._rows_of(ids)
+        out = np.zeros((len(ids), self.dim), np.float32)
+        hit = rows >= 0
+        out[hit] = self._retrieve(self._emb[rows[hit]])
+        return out
+
+    def _retrieve(self, emb: np.ndarray) -> np.ndarray:
+        out = emb.copy()
+        for seg, scale in zip(self.spec.segments, self._scales):
+            cols = slice(seg.offset, seg.offset + seg.dim)
+            if seg.compressor == "fixed_r8":
+                out[:, cols] = compressors.fake_quantize(emb[:, cols], seg.comp_params["r"])
+            elif seg.compressor == "one_bit":
+                out[:, cols] = compressors.hashnet_forward(emb[:, cols], scale,
+                                                           seg.comp_params["amplitude"])
+        return out
+
+    def _apply_gradients(self, ids, grads, global_step, enable_dedup, req_time, lrs):
+        if global_step < 0 and "batch_softmax" in self.spec.optimizers:
+            raise ValueError(f"global_step must be >= 0 for batch_softmax, got {global_step}")
+        self._note_time(req_time)
+        if enable_dedup:
+            uniq, group = group_first_occurrence(ids)
+            rank = occurrence_rank(ids)
+            summed = np.zeros((len(uniq), self.dim), np.float32)
+            for r in range(int(rank.max()) + 1 if len(ids) else 0):
+                sel = np.flatnonzero(rank == r)        # one occurrence per group: in order
+                if r == 0:
+                    summed[group[sel]] = grads[sel]
+                else:
+                    summed[group[sel]] += grads[sel]
+            counts = np.bincount(group, minlength=len(uniq))
+            keep = self._admitted(uniq, counts)
+            step_ids, step_grads = uniq[keep], summed[keep]
+        else:
+            keep = self._admitted(ids)
+            step_ids, step_grads = ids[keep], grads[keep]
+        if not len(step_ids):
+            return
+        self._update_hashnet_scales(global_step)
+        rank = occurrence_rank(step_ids)
+        for r in range(int(rank.max()) + 1):
+            sel = np.flatnonzero(rank == r)
+            self._step(step_ids[sel], step_grads[sel].copy(), global_step, req_time, lrs)
+
+    def _update_hashnet_scales(self, global_step):
+        for k, seg in enumerate(self.spec.segments):
+            if seg.compressor == "one_bit" and global_step % seg.comp_params["step_size"] == 0:
+                self._scales[k] = compressors.hashnet_scale(seg.comp_params["init_scale"],
+                                                            seg.comp_params["max_scale"],
+                                                            global_step)
+
+    def _step(self, ids, grads, global_step, req_time, lrs):
+        """One optimizer step for distinct ids."""
+        rows = self._upsert_rows(ids)
+        self._ts[rows] = np.uint32(req_time % (1 << 32))
+        w = self._emb[rows]
+        st = self._state[rows]
+        for seg, opt, scale, lr in zip(self.spec.segments, self._opts, self._scales, lrs):
+            cols = slice(seg.offset, seg.offset + seg.dim)
+            g = grads[:, cols]
+            if seg.compressor == "one_bit":
+                g = compressors.hashnet_backward(w[:, cols], g, scale,
+                                                 seg.comp_params["amplitude"])
+            ws = w[:, cols]
+            ss = st[:, seg.state_offset:seg.state_offset + seg.state_words]
+            opt.step(ws, np.ascontiguousarray(g), ss, lr, global_step, self._quirks)
+            w[:, cols] = ws
+            st[:, seg.state_offset:seg.state_offset + seg.state_words] = ss
+        self._emb[rows] = w
+        self._state[rows] = st
+
+    def _size(self):
+        return self._n()
+
+    def _max_update_ts(self):
+        return self._max_ts
+
+    # ---- EntryDump ----------------------------------------------------------------------
+    def _dump(self, row: int, with_id: bool) -> pb.EntryDump:
+        d = pb.EntryDump()
+        if with_id:
+            d.id = int(self._ids[row])
+        d.num.extend(float(v) for v in self._emb[row])
+        d.opt.SetInParent()
+        for seg, opt in zip(self.spec.segments, self._opts):
+            single = opt.dump(self._state[row, seg.state_offset:
+                                          seg.state_offset + seg.state_words])
+            if single is not None:
+                d.opt.dump.add().CopyFrom(single)
+        d.last_update_ts_sec = int(self._ts[row])
+        return d
+
+    def _lookup_entry(self, ids):
+        return [self._dump(r, False).SerializeToString() if r >= 0 else b""
+                for r in self._rows_of(ids).tolist()]
+
+    def _live_rows_sorted(self) -> np.ndarray:
+        n = self._n()
+        return np.argsort(self._ids[:n], kind="stable")
+
+    def _save(self, basename, nshards):
+        n = self._n()
+        if nshards == -1:
+            nshards = min(4, max(1, n // 1_000_000))
+        rows = self._live_rows_sorted()
+        ids = self._ids[rows]
+        age = np.int64(self._max_ts) - self._ts[rows].astype(np.int64)
+        expire = self._expire[self.spec.slots(ids)] * SECONDS_PER_DAY
+        rows = rows[age < expire]                         # TTL: drop age >= expire
+        shard = shard_files.shard_of(self._ids[rows], nshards)
+        payloads = [[self._dump(r, True).SerializeToString() for r in rows[shard == i].tolist()]
+                    for i in range(nshards)]
+        return shard_files.write_shards(basename, payloads)
+
+    def _save_as_tensor(self, shard_idx, num_shards, limit, offset):
+        rows = self._live_rows_sorted()
+        rows = rows[shard_files.shard_of(self._ids[rows], num_shards) == shard_idx]
+        chosen = rows[offset:offset + limit]
+        return offset + len(chosen), [self._dump(r, True).SerializeToString()
+                                      for r in chosen.tolist()]
+
+    def _restore(self, basename):
+        paths = shard_files.find_shards(basename)
+        staged = []                                       # parse everything before touching
+        for path, records in zip(paths, shard_files.read_shards(basename)):
+            for i, payload in enumerate(records):
+                d = parse_entry_dump(payload, path, i)
+                staged.append(self._staged_entry(d, path, i))
+        self._clear()
+        max_ts = 0
+        for entry_id, num, state_parts, ts in staged:
+            row = self._upsert_rows(np.array([entry_id], np.int64))[0]
+            self._emb[row, :len(num)] = num
+            for seg, opt, dump in zip(self.spec.segments, self._opts, state_parts):
+                opt.restore(dump, self._state[row, seg.state_offset:
+                                              seg.state_offset + seg.state_words],
+                            self._quirks)
+            self._ts[row] = np.uint32(ts % (1 << 32))
+            max_ts = max(max_ts, ts)
+        self._max_ts = max(self._max_ts, max_ts)
+
+    def _staged_entry(self, d: pb.EntryDump, path: str, index: int):
+        where = f"{path}: record {index}"
+        if not d.HasField("id"):
+            raise api.CheckpointError(f"{where}: EntryDump has no id")
+        num = np.asarray(d.num, dtype=np.float32)
+        if len(num) > self.dim:
+            raise api.CheckpointError(f"{where}: {len(num)} embedding values, table dim is "
+                                      f"{self.dim}")
+        dumps = list(d.opt.dump)
+        expected = sum(o.dump_count() for o in self._opts)
+        if len(dumps) != expected:
+            raise api.CheckpointError(f"{where}: {len(dumps)} optimizer dumps, the table's "
+                                      f"optimizers {self.spec.optimizers} need {expected}")
+        parts, k = [], 0
+        scratch = np.zeros(self.spec.state_words, np.float32)
+        for seg, opt in zip(self.spec.segments, self._opts):
+            if opt.dump_count():
+                dump = dumps[k]
+                k += 1
+                kind = dump.WhichOneof("type")
+                if kind != seg.optimizer:
+                    raise api.CheckpointError(f"{where}: segment {seg.index} dump is {kind!r}, "
+                                              f"the table's optimizer is {seg.optimizer!r}")
+                try:   # validate lengths now so the real restore cannot fail halfway
+                    opt.restore(dump, scratch[seg.state_offset:
+                                              seg.state_offset + seg.state_words],
+                                self._quirks)
+                except ValueError as exc:
+                    raise api.CheckpointError(f"{where}: {exc}") from exc
+                parts.append(dump)
+            else:
+                parts.append(None)
+        return int(d.id), num, parts, int(d.last_update_ts_sec)
+
+
+class NumpyEngine(api.Engine):
+    name = "numpy"
+    capabilities = api.Capabilities()
+
+    def __init__(self, threads: int | None = None):
+        # `threads` is accepted so scenarios can pass it uniformly; numpy runs single-threaded.
+        self.threads = 1
+
+    def _create_table(self, spec, learning_rates, hash_filter, seed, monolith_quirks):
+        if hash_filter is not None and getattr(hash_filter, "engine_name", None) != self.name:
+            raise TypeError("hash_filter: the filter was created by another engine; create it "
+                            "with this engine's create_hash_filter")
+        return NumpyTable(self, spec, learning_rates, hash_filter, seed, monolith_quirks)
+
+    def _create_hash_filter(self, spec):
+        from engines.reference.filters import make_reference_filter
+        f = make_reference_filter(spec)
+        f.engine_name = self.name
+        return f

@@ -1,0 +1,128 @@
+"""Argument checks shared by every engine: one wording for every bad-input error.
+
+Policy (docs/semantics.md §8): ids are 1-D int64; rows are float32 [n, dim] (or flat
+[n*dim]); values and gradients must be finite. Nothing is cast silently except Python
+lists/tuples, which become arrays of the required dtype.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import os
+
+import numpy as np
+
+
+def _as_array(x, dtype, name):
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "__array__") or hasattr(x, "__dlpack__"):
+        # numpy-convertible (incl. device arrays with host copies, tf tensors)
+        try:
+            return np.asarray(x)
+        except Exception as exc:  # pragma: no cover - depends on the foreign array type
+            raise TypeError(f"{name}: cannot convert {type(x).__name__} to a numpy array: "
+                            f"{exc}") from exc
+    if isinstance(x, (list, tuple)):
+        try:
+            return np.asarray(x, dtype=dtype)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TypeError(f"{name}: cannot convert to {np.dtype(dtype).name}: {exc}") from exc
+    raise TypeError(f"{name} must be a numpy array, got {type(x).__name__}")
+
+
+def check_ids(ids, name: str = "ids") -> np.ndarray:
+    arr = _as_array(ids, np.int64, name)
+    if arr.dtype != np.int64:
+        raise TypeError(f"{name} must have dtype int64, got {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def check_rows(rows, n: int, dim: int | None, name: str, finite: bool = True) -> np.ndarray:
+    """float32 [n, dim]; a flat [n*dim] array is reshaped. dim=None accepts any row width."""
+    arr = _as_array(rows, np.float32, name)
+    if arr.dtype != np.float32:
+        raise TypeError(f"{name} must have dtype float32, got {arr.dtype}")
+    if dim is None:
+        if arr.ndim == 1:
+            if n == 0:
+                arr = arr.reshape(0, 1 if arr.size == 0 else arr.size)
+            elif arr.size % n:
+                raise ValueError(f"{name}: {arr.size} elements do not split into {n} rows")
+            else:
+                arr = arr.reshape(n, arr.size // n)
+        if arr.ndim != 2 or arr.shape[0] != n:
+            raise ValueError(f"{name} must have shape [{n}, width], got {arr.shape}")
+    else:
+        if arr.ndim == 1 and arr.size == n * dim:
+            arr = arr.reshape(n, dim)
+        if arr.ndim != 2:
+            raise ValueError(f"{name} must have shape [{n}, {dim}], got {arr.shape}")
+        if arr.shape[0] != n:
+            raise ValueError(f"{name} has {arr.shape[0]} rows but ids has {n} elements")
+        if arr.shape[1] != dim:
+            raise ValueError(f"{name} rows must have width {dim} (the table dim), "
+                             f"got {arr.shape[1]}")
+    arr = np.ascontiguousarray(arr)
+    if finite:
+        check_finite(arr, name)
+    return arr
+
+
+def check_flat(x, size: int, name: str, finite: bool = True) -> np.ndarray:
+    arr = _as_array(x, np.float32, name)
+    if arr.dtype != np.float32:
+        raise TypeError(f"{name} must have dtype float32, got {arr.dtype}")
+    arr = np.ascontiguousarray(arr).reshape(-1)
+    if arr.size != size:
+        raise ValueError(f"{name} must have {size} elements, got {arr.size}")
+    if finite:
+        check_finite(arr, name)
+    return arr
+
+
+def check_finite(arr: np.ndarray, name: str) -> None:
+    if arr.size and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        where = f"row {int(bad[0])}" if arr.ndim == 2 else f"element {int(bad[0])}"
+        raise ValueError(f"{name} contains a non-finite value (NaN or Inf) at {where}; "
+                         f"values and gradients must be finite")
+
+
+def check_int(x, name: str) -> int:
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(x).__name__}")
+    return int(x)
+
+
+def check_bool(x, name: str) -> bool:
+    if not isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(x).__name__}")
+    return bool(x)
+
+
+def check_learning_rates(lrs, num_segments: int, name: str) -> tuple[float, ...]:
+    if isinstance(lrs, (numbers.Real, np.floating)) and not isinstance(lrs, bool):
+        lrs = (lrs,)
+    try:
+        vals = tuple(float(np.float32(v)) for v in np.asarray(lrs, dtype=np.float64).reshape(-1))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a sequence of floats: {exc}") from exc
+    if len(vals) != num_segments:
+        raise ValueError(f"{name} must have one value per segment ({num_segments}), "
+                         f"got {len(vals)}")
+    if not all(math.isfinite(v) for v in vals):
+        raise ValueError(f"{name} must be finite, got {vals}")
+    return vals
+
+
+def check_basename(basename) -> str:
+    if isinstance(basename, os.PathLike):
+        basename = os.fspath(basename)
+    if not isinstance(basename, str) or not basename:
+        raise TypeError(f"basename must be a non-empty path string, got {basename!r}")
+    if basename.endswith(os.sep):
+        raise ValueError(f"basename must name a file prefix, not a directory: {basename!r}")
+    return basename
