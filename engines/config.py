@@ -80,10 +80,8 @@ class TableSpec:
 
     def slots(self, ids: np.ndarray) -> np.ndarray:
         """The slot of each id used for TTL (fid v2 by default, v1 when fid_version=1)."""
-        u = ids.astype(np.int64).view(np.uint64)
-        if self.fid_version == 1:
-            return (u >> np.uint64(54)).astype(np.int64)
-        return ((u >> np.uint64(48)) & np.uint64(0x7FFF)).astype(np.int64)
+        from engines.slots import slots
+        return slots(ids, self.fid_version)
 
     def serialized(self) -> bytes:
         return self.config.SerializeToString()
