@@ -233,7 +233,7 @@ class NumpyTable(api.Table):
         d = pb.EntryDump()
         if with_id:
             d.id = int(self._ids[row])
-        d.num.extend(float(v) for v in self._emb[row])
+        d.num.extend(self._emb[row].tolist())
         d.opt.SetInParent()
         for seg, opt in zip(self.spec.segments, self._opts):
             single = opt.dump(self._state[row, seg.state_offset:
@@ -274,25 +274,34 @@ class NumpyTable(api.Table):
 
     def _restore(self, basename):
         paths = shard_files.find_shards(basename)
-        staged = []                                       # parse everything before touching
+        keys, nums, states, stamps = [], [], [], []    # parse everything before touching
         for path, records in zip(paths, shard_files.read_shards(basename)):
             for i, payload in enumerate(records):
-                d = parse_entry_dump(payload, path, i)
-                staged.append(self._staged_entry(d, path, i))
+                entry_id, num, state, ts = self._staged_entry(
+                    parse_entry_dump(payload, path, i), path, i)
+                keys.append(entry_id)
+                nums.append(num)
+                states.append(state)
+                stamps.append(ts)
         self._clear()
-        max_ts = 0
-        for entry_id, num, state_parts, ts in staged:
-            row = self._upsert_rows(np.array([entry_id], np.int64))[0]
-            self._emb[row, :len(num)] = num
-            for seg, opt, dump in zip(self.spec.segments, self._opts, state_parts):
-                opt.restore(dump, self._state[row, seg.state_offset:
-                                              seg.state_offset + seg.state_words],
-                            self._quirks)
-            self._ts[row] = np.uint32(ts % (1 << 32))
-            max_ts = max(max_ts, ts)
-        self._max_ts = max(self._max_ts, max_ts)
+        if keys:
+            # A later record of the same id overwrites an earlier one (upsert order).
+            keys_arr = np.array(keys, np.int64)
+            _, last = np.unique(keys_arr[::-1], return_index=True)
+            keep = np.sort(len(keys) - 1 - last)
+            rows = self._insert(keys_arr[keep])            # init-on-insert, then overwrite
+            full = [k for k in keep.tolist() if len(nums[k]) == self.dim]
+            if len(full) == len(keep):
+                self._emb[rows] = np.stack([nums[k] for k in full])
+            else:   # shorter dumps keep their initializer tail (core §1.5)
+                for row, k in zip(rows.tolist(), keep.tolist()):
+                    self._emb[row, :len(nums[k])] = nums[k]
+            self._state[rows] = np.array(states, np.float32).reshape(len(keys), -1)[keep]
+            self._ts[rows] = np.array(stamps, np.int64)[keep] % (1 << 32)
+        self._max_ts = max(self._max_ts, max(stamps, default=0))
 
     def _staged_entry(self, d: pb.EntryDump, path: str, index: int):
+        """(id, num, optimizer state words, timestamp) of one record, fully validated."""
         where = f"{path}: record {index}"
         if not d.HasField("id"):
             raise api.CheckpointError(f"{where}: EntryDump has no id")
@@ -305,26 +314,23 @@ class NumpyTable(api.Table):
         if len(dumps) != expected:
             raise api.CheckpointError(f"{where}: {len(dumps)} optimizer dumps, the table's "
                                       f"optimizers {self.spec.optimizers} need {expected}")
-        parts, k = [], 0
-        scratch = np.zeros(self.spec.state_words, np.float32)
+        state = np.zeros(self.spec.state_words, np.float32)
+        k = 0
         for seg, opt in zip(self.spec.segments, self._opts):
-            if opt.dump_count():
-                dump = dumps[k]
-                k += 1
-                kind = dump.WhichOneof("type")
-                if kind != seg.optimizer:
-                    raise api.CheckpointError(f"{where}: segment {seg.index} dump is {kind!r}, "
-                                              f"the table's optimizer is {seg.optimizer!r}")
-                try:   # validate lengths now so the real restore cannot fail halfway
-                    opt.restore(dump, scratch[seg.state_offset:
-                                              seg.state_offset + seg.state_words],
-                                self._quirks)
-                except ValueError as exc:
-                    raise api.CheckpointError(f"{where}: {exc}") from exc
-                parts.append(dump)
-            else:
-                parts.append(None)
-        return int(d.id), num, parts, int(d.last_update_ts_sec)
+            if not opt.dump_count():
+                continue
+            dump = dumps[k]
+            k += 1
+            kind = dump.WhichOneof("type")
+            if kind != seg.optimizer:
+                raise api.CheckpointError(f"{where}: segment {seg.index} dump is {kind!r}, "
+                                          f"the table's optimizer is {seg.optimizer!r}")
+            try:
+                opt.restore(dump, state[seg.state_offset:seg.state_offset + seg.state_words],
+                            self._quirks)
+            except ValueError as exc:
+                raise api.CheckpointError(f"{where}: {exc}") from exc
+        return int(d.id), num, state, int(d.last_update_ts_sec)
 
 
 class NumpyEngine(api.Engine):

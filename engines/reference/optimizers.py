@@ -49,7 +49,7 @@ class Optimizer:
 
 
 def _floats(values) -> list:
-    return [float(v) for v in np.asarray(values, dtype=np.float32)]
+    return np.asarray(values, dtype=np.float32).tolist()
 
 
 def _take(dump, field, count, what):
