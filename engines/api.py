@@ -224,9 +224,11 @@ class Engine(abc.ABC):
         if hash_filter is not None and not isinstance(hash_filter, HashFilter):
             raise TypeError(f"hash_filter must be a HashFilter from create_hash_filter, "
                             f"got {type(hash_filter).__name__}")
-        return self._create_table(spec, tuple(learning_rates), hash_filter,
-                                  _v.check_int(seed, "seed"),
-                                  _v.check_bool(monolith_quirks, "monolith_quirks"))
+        table = self._create_table(spec, tuple(learning_rates), hash_filter,
+                                   _v.check_int(seed, "seed"),
+                                   _v.check_bool(monolith_quirks, "monolith_quirks"))
+        table.capabilities = self.capabilities     # what callers may use on this table
+        return table
 
     def create_hash_filter(self, kind: str = "sliding", capacity: int = 300_000_000,
                            split_num: int = 7, occurrence_threshold: int = 0,

@@ -20,7 +20,7 @@ F = np.float32
 DIVERGENCES = {
     "adagrad": "ResourceSparseApplyAdagradV2 computes w -= lr*g/(sqrt(n)+eps) with eps=0; "
                "Monolith computes w -= (lr/sqrt(n))*g: same math, different rounding "
-               "(a few ulp per step).",
+               "(about 1 ulp per step, more for weights that cancel to near zero).",
     "ftrl": "ResourceSparseApplyFtrlV2 uses TF's FTRL-Proximal parameterisation "
             "(w = (sgn(z)*l1 - z)/(sqrt(n)/lr + 2*l2)); Monolith's beta and l2 are mapped to "
             "TF's l2 = (beta/lr + l2)/2, which is the same math with different rounding. "

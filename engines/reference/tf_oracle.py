@@ -38,7 +38,8 @@ CASES = (
     Case("sgd", "default", "ResourceScatterSub", {}),
     Case("adagrad", "default", "ResourceSparseApplyAdagradV2", {},
          why="TF computes w -= lr*g/(sqrt(n)+eps) (eps=0); Monolith w -= (lr/sqrt(n))*g: "
-             "the same math rounded in another order (a few ulp)."),
+             "the same math rounded in another order (1 ulp per operation; weights that "
+             "cancel to near zero show large ulp counts at ~1e-8 absolute error)."),
     Case("adagrad", "weight_decay=0.1, monolith_quirks", "ResourceSparseApplyAdagradV2",
          {"weight_decay_factor": 0.1}, quirks=True,
          why="Monolith bug (core §3.2): its AVX path updates the first 8*floor(D/8) weights "

@@ -12,6 +12,8 @@ Admission by a hash filter is the only host-side step (the reference filters are
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import tensorflow as tf
 
@@ -47,6 +49,18 @@ def _growable(width: int | None, dtype, name: str) -> tf.Variable:
     shape = [_MIN_CAPACITY] if width is None else [_MIN_CAPACITY, width]
     return tf.Variable(tf.zeros(shape, dtype), shape=tf.TensorShape([None] + shape[1:]),
                        trainable=False, name=name)
+
+
+class _OwnTracingNotice(logging.Filter):
+    """Drops TF's "frequent retracing" warning for our per-table functions only: every table
+    traces its own graphs once by design (they close over that table's variables)."""
+
+    def filter(self, record):
+        msg = record.getMessage()
+        return not ("retracing" in msg and "TensorFlowTable" in msg)
+
+
+tf.get_logger().addFilter(_OwnTracingNotice())
 
 
 def _exact(fn, signature):
@@ -120,13 +134,13 @@ class TensorFlowTable(api.Table):
         ids_sig = tf.TensorSpec([None], tf.int64)
         rows_sig = tf.TensorSpec([None, self.dim], tf.float32)
         scalar = tf.TensorSpec([], tf.int64)
-        self._lookup_fn = _exact(self._lookup_graph, [ids_sig])
+        self._lookup_fn = _exact(lambda i: self._lookup_graph(i), [ids_sig])
         self._assign_fn = _exact(lambda i, v, t: self._write_graph(i, v, t, add=False),
                                  [ids_sig, rows_sig, scalar])
         self._assign_add_fn = _exact(lambda i, v, t: self._write_graph(i, v, t, add=True),
                                      [ids_sig, rows_sig, scalar])
-        self._dedup_fn = _exact(self._dedup_graph, [ids_sig, rows_sig])
-        self._apply_fn = _exact(self._apply_graph, [
+        self._dedup_fn = _exact(lambda i, g: self._dedup_graph(i, g), [ids_sig, rows_sig])
+        self._apply_fn = _exact(lambda i, g, lr, gs, t: self._apply_graph(i, g, lr, gs, t), [
             ids_sig, rows_sig, tf.TensorSpec([self.num_segments], tf.float32), scalar, scalar])
 
     # ---- storage (graph code) -------------------------------------------------------------

@@ -20,7 +20,9 @@ def table(engine):
 
 
 def snapshot(t):
-    return t.size(), t.lookup_entry(PROBE), t.lookup(PROBE).tobytes(), t.max_update_ts
+    """Everything observable about the table (entries too, where the engine exposes them)."""
+    entries = t.lookup_entry(PROBE) if "lookup_entry" in t.capabilities.ops else None
+    return t.size(), entries, t.lookup(PROBE).tobytes(), t.max_update_ts
 
 
 GOOD_IDS = ids(1, 4)
@@ -82,7 +84,8 @@ def test_empty_batches_work(table):
     empty_rows = np.empty((0, 2), np.float32)
     before = snapshot(table)
     assert table.lookup(empty_ids).shape == (0, 2)
-    assert table.lookup_entry(empty_ids) == []
+    if "lookup_entry" in table.capabilities.ops:
+        assert table.lookup_entry(empty_ids) == []
     table.assign(empty_ids, empty_rows)
     table.apply_gradients(empty_ids, empty_rows, enable_dedup=True)
     assert snapshot(table)[:3] == before[:3]

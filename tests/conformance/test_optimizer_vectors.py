@@ -75,6 +75,7 @@ AVX_NORM = [1.0225, 1.0625, 1.1225, 1.2025, 1.3025, 1.4225, 1.5625, 1.7225]
 @pytest.mark.parametrize("quirks,want", [(False, AVX_SCALAR), (True, AVX_QUIRK)],
                          ids=["correct", "monolith_quirks"])
 def test_adagrad_weight_decay_avx_quirk(engine, quirks, want):          # core §3.2
+    require(engine, op="lookup_entry")
     t = table(engine, "adagrad", 8, quirks=quirks, initial_accumulator_value=1.0,
               weight_decay_factor=0.1)
     t.assign(ID, np.full((1, 8), 0.5, np.float32))
@@ -245,6 +246,7 @@ def test_entry_accessor_save_restore(engine, tmp_path):
 
 
 def test_assign_on_new_id_initialises_optimizer_state(engine):       # core §2.3
+    require(engine, op="lookup_entry")
     t = table(engine, "adagrad", 2, initial_accumulator_value=0.25)
     t.assign(ID, np.array([[1, 2]], np.float32))
     assert list(dump_of(t).opt.dump[0].adagrad.norm) == [0.25, 0.25]

@@ -1,0 +1,1 @@
+"""The "tfra" peer engine: TensorFlow Recommenders-Addons in its own venv, out of process."""
