@@ -1,0 +1,407 @@
+// Python bindings of the GPU engine (_native_cuda). Compiled by the host compiler; the CUDA
+// work happens in hashlab_cuda_core. Arrays may be host (numpy: copied to the device and back)
+// or CUDA device arrays through DLPack (CuPy, PyTorch, ...: used in place, never copied).
+// engines/native/gpu.py validates arguments first; these functions re-check what C++ relies on.
+//
+// Errors: invalid_argument -> ValueError, bad_alloc -> MemoryError, CUDA failures ->
+// RuntimeError, system_error -> OSError, CheckpointFailure -> _native_cuda.CheckpointFailure.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/function.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstring>
+#include <limits>
+#include <system_error>
+
+#include "checkpoint_host.h"
+#include "cuda_check.h"
+#include "dev_buffer.h"
+#include "device_scope.h"
+#include "gpu_table.h"
+#include "kernels.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+using hashlab::gpu::DevBuf;
+using hashlab::gpu::DeviceScope;
+using hashlab::gpu::GpuTable;
+
+namespace {
+
+using AnyArray = nb::ndarray<nb::ro>;
+constexpr int kCpu = nb::device::cpu::value;
+constexpr int kCuda = nb::device::cuda::value;
+constexpr int kCudaManaged = 13;  // kDLCUDAManaged
+
+bool is_device(const AnyArray& a) {
+  return a.device_type() == kCuda || a.device_type() == kCudaManaged;
+}
+
+bool c_contiguous(const AnyArray& a) {
+  int64_t expect = 1;
+  for (size_t i = a.ndim(); i-- > 0;) {
+    if (a.shape(i) != 1 && a.stride(i) != expect) return false;
+    expect *= static_cast<int64_t>(a.shape(i));
+  }
+  return true;
+}
+
+// A device pointer to an argument's data: the caller's device memory when it already lives on
+// the table's device, else a stream-ordered copy of the host array.
+struct DevArg {
+  const void* ptr = nullptr;
+  DevBuf copy;
+};
+
+DevArg device_arg(const AnyArray& a, nb::dlpack::dtype dt, size_t count, int device,
+                  const char* name) {
+  if (a.dtype() != dt)
+    throw nb::type_error((std::string(name) + " has the wrong dtype").c_str());
+  if (a.size() != count)
+    throw std::invalid_argument(std::string(name) + " must have " + std::to_string(count) +
+                                " elements, got " + std::to_string(a.size()));
+  if (!c_contiguous(a)) throw std::invalid_argument(std::string(name) + " must be C-contiguous");
+  DevArg out;
+  if (is_device(a)) {
+    if (a.device_id() != device)
+      throw std::invalid_argument(std::string(name) + " is on CUDA device " +
+                                  std::to_string(a.device_id()) + " but the table is on device " +
+                                  std::to_string(device));
+    out.ptr = a.data();
+    return out;
+  }
+  if (a.device_type() != kCpu)
+    throw std::invalid_argument(std::string(name) + " must be a host or CUDA array");
+  const size_t bytes = count * a.itemsize();
+  out.copy = DevBuf(bytes, nullptr);
+  if (bytes)
+    hashlab::gpu::check_cuda(cudaMemcpyAsync(out.copy.get(), a.data(), bytes,
+                                             cudaMemcpyHostToDevice, nullptr), "copy to device");
+  out.ptr = out.copy.get();
+  return out;
+}
+
+template <typename T>
+nb::ndarray<nb::numpy, T> host_array(T* data, std::initializer_list<size_t> shape) {
+  nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<T*>(p); });
+  return nb::ndarray<nb::numpy, T>(data, shape, owner);
+}
+
+// Device output memory owned by the returned array; freed on its own device.
+struct DeviceAlloc {
+  void* ptr;
+  int device;
+};
+
+nb::ndarray<nb::device::cuda, float> device_array(int device, size_t rows, size_t cols) {
+  DeviceAlloc* a = new DeviceAlloc{nullptr, device};
+  const size_t bytes = std::max<size_t>(rows * cols, 1) * 4;
+  const cudaError_t rc = cudaMallocAsync(&a->ptr, bytes, nullptr);
+  if (rc != cudaSuccess) {
+    delete a;
+    hashlab::gpu::check_cuda(rc, "cudaMallocAsync lookup output");
+  }
+  nb::capsule owner(a, [](void* p) noexcept {
+    auto* d = static_cast<DeviceAlloc*>(p);
+    int prev = 0;
+    cudaGetDevice(&prev);
+    cudaSetDevice(d->device);
+    cudaFreeAsync(d->ptr, nullptr);
+    cudaSetDevice(prev);
+    delete d;
+  });
+  const size_t shape[2] = {rows, cols};
+  return nb::ndarray<nb::device::cuda, float>(a->ptr, 2, shape, owner, nullptr,
+                                              nb::dtype<float>(), kCuda, device);
+}
+
+nb::list bytes_list(const std::vector<std::string>& v) {
+  nb::list out;
+  for (const auto& s : v) out.append(nb::bytes(s.data(), s.size()));
+  return out;
+}
+
+float fget(const nb::dict& d, const char* key) {
+  return d.contains(key) ? static_cast<float>(nb::cast<double>(d[key])) : 0.f;
+}
+int64_t iget(const nb::dict& d, const char* key) {
+  if (!d.contains(key)) throw std::invalid_argument(std::string("segment is missing ") + key);
+  return nb::cast<int64_t>(d[key]);
+}
+
+// Segment dicts as engines/native/cpu.py's _segment_dict builds them.
+hashlab::TableConfig make_config(const nb::list& segments, int64_t dim, int64_t state_words,
+                                 uint64_t seed, bool quirks, int fid_version,
+                                 const nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig,
+                                                   nb::device::cpu>& expire_days) {
+  hashlab::TableConfig cfg;
+  for (nb::handle h : segments) {
+    nb::dict d = nb::cast<nb::dict>(h);
+    hashlab::Segment s;
+    s.dim = iget(d, "dim");
+    s.offset = iget(d, "offset");
+    s.state_offset = iget(d, "state_offset");
+    s.state_words = iget(d, "state_words");
+    s.init.kind = static_cast<hashlab::InitKind>(iget(d, "init"));
+    s.init.constant = fget(d, "constant");
+    s.init.minval = fget(d, "minval");
+    s.init.maxval = fget(d, "maxval");
+    s.opt.kind = static_cast<hashlab::OptKind>(iget(d, "opt"));
+    s.opt.learning_rate = fget(d, "learning_rate");
+    s.opt.weight_decay = fget(d, "weight_decay_factor");
+    s.opt.initial_accumulator = fget(d, "initial_accumulator_value");
+    s.opt.beta = fget(d, "beta");
+    s.opt.l1 = fget(d, "l1_regularization_strength");
+    s.opt.l2 = fget(d, "l2_regularization_strength");
+    s.opt.averaging_ratio = fget(d, "averaging_ratio");
+    s.opt.epsilon = fget(d, "epsilon");
+    s.opt.beta1 = fget(d, "beta1");
+    s.opt.beta2 = fget(d, "beta2");
+    s.opt.momentum = fget(d, "momentum");
+    s.opt.nesterov = d.contains("use_nesterov") && nb::cast<bool>(d["use_nesterov"]);
+    s.comp.kind = static_cast<hashlab::CompKind>(iget(d, "comp"));
+    s.comp.r = fget(d, "r");
+    s.comp.step_size = d.contains("step_size") ? nb::cast<int64_t>(d["step_size"]) : 200;
+    s.comp.init_scale = fget(d, "init_scale");
+    s.comp.max_scale = fget(d, "max_scale");
+    s.comp.amplitude = fget(d, "amplitude");
+    cfg.segments.push_back(s);
+  }
+  cfg.dim = dim;
+  cfg.state_words = state_words;
+  cfg.seed = seed;
+  cfg.quirks = quirks;
+  cfg.fid_version = fid_version;
+  cfg.expire_days.assign(expire_days.data(), expire_days.data() + expire_days.shape(0));
+  return cfg;
+}
+
+int64_t rows_of(const AnyArray& a, int64_t dim, const char* name) {
+  if (a.ndim() == 2 && static_cast<int64_t>(a.shape(1)) == dim) return a.shape(0);
+  if (a.ndim() == 1 && dim > 0 && static_cast<int64_t>(a.shape(0)) % dim == 0)
+    return static_cast<int64_t>(a.shape(0)) / dim;
+  throw std::invalid_argument(std::string(name) + " must have shape [n, " + std::to_string(dim) +
+                              "]");
+}
+
+hashlab::gpu::HostEntries export_all(GpuTable& t) {
+  hashlab::gpu::HostEntries e;
+  t.export_all(&e.ids, &e.recs);
+  return e;
+}
+
+}  // namespace
+
+NB_MODULE(_native_cuda, m) {
+  m.doc() = "hashtable-lab native GPU engine (CUDA tables; see engines/native/cuda/README.md)";
+  nb::exception<hashlab::CheckpointFailure>(m, "CheckpointFailure", PyExc_ValueError);
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const std::system_error& e) {
+      PyErr_SetObject(PyExc_OSError, Py_BuildValue("(is)", e.code().value(), e.what()));
+    }
+  });
+
+  // "" when a CUDA device can be used, else why not (cudaGetDeviceCount's error string).
+  m.def("probe", []() -> std::string {
+    std::string err;
+    const int n = hashlab::gpu::device_count(&err);
+    if (n > 0) return "";
+    return "no CUDA device: " + (err.empty() ? std::string("cudaGetDeviceCount found 0 devices")
+                                             : err);
+  });
+  m.def("device_count", []() { return hashlab::gpu::device_count(nullptr); });
+
+  // (device_type, device_id, dtype "int64"/"float32"/other, shape) of any DLPack array, for
+  // gpu.py's validation of device arrays without importing their framework.
+  m.def("array_info", [](AnyArray a) {
+    std::string dt = "other";
+    if (a.dtype() == nb::dtype<int64_t>()) dt = "int64";
+    else if (a.dtype() == nb::dtype<float>()) dt = "float32";
+    else if (a.dtype() == nb::dtype<int32_t>()) dt = "int32";
+    else if (a.dtype() == nb::dtype<double>()) dt = "float64";
+    nb::list shape;
+    for (size_t i = 0; i < a.ndim(); ++i) shape.append(a.shape(i));
+    return nb::make_tuple(a.device_type(), a.device_id(), dt, nb::tuple(shape),
+                          c_contiguous(a));
+  }, "array"_a);
+
+  // First row of a float32 device array [rows, width] with a NaN/Inf, or -1.
+  m.def("first_nonfinite", [](AnyArray a, int64_t width) {
+    if (!is_device(a) || a.dtype() != nb::dtype<float>())
+      throw std::invalid_argument("first_nonfinite needs a float32 CUDA array");
+    if (!c_contiguous(a)) throw std::invalid_argument("array must be C-contiguous");
+    if (width < 1 || a.size() % static_cast<size_t>(width))
+      throw std::invalid_argument("width does not divide the array");
+    DeviceScope scope(a.device_id());
+    const unsigned long long none = ~0ULL;
+    DevBuf bad(sizeof none, nullptr);
+    hashlab::gpu::check_cuda(cudaMemcpyAsync(bad.get(), &none, sizeof none,
+                                             cudaMemcpyHostToDevice, nullptr), "upload");
+    hashlab::gpu::launch_find_nonfinite(static_cast<const float*>(a.data()),
+                                        static_cast<int64_t>(a.size()) / width, width,
+                                        bad.as<unsigned long long>(), nullptr);
+    unsigned long long got = none;
+    hashlab::gpu::check_cuda(cudaMemcpy(&got, bad.get(), sizeof got, cudaMemcpyDeviceToHost),
+                             "download");
+    return got == none ? int64_t{-1} : static_cast<int64_t>(got);
+  }, "array"_a, "width"_a);
+  using Expire = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+  using HostIds = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+  using Lrs = nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+  nb::class_<GpuTable>(m, "Table")
+      .def("__init__", [](GpuTable* self, int device, nb::list segments, int64_t dim,
+                          int64_t state_words, uint64_t seed, bool quirks, int fid_version,
+                          Expire expire_days, int64_t initial_capacity) {
+        new (self) GpuTable(make_config(segments, dim, state_words, seed, quirks, fid_version,
+                                        expire_days),
+                            device, initial_capacity);
+      }, "device"_a, "segments"_a, "dim"_a, "state_words"_a, "seed"_a, "quirks"_a,
+         "fid_version"_a, "expire_days"_a.noconvert(), "initial_capacity"_a)
+      .def_prop_ro("dim", &GpuTable::dim)
+      .def_prop_ro("device", &GpuTable::device)
+      // filter(ids: int64[m], counts: int64[m]) -> uint8[m] (1 = admit), or None.
+      .def("set_filter", [](GpuTable& t, nb::object fn) {
+        if (fn.is_none()) {
+          t.set_filter(nullptr);
+          return;
+        }
+        nb::object keep_alive = fn;
+        t.set_filter([keep_alive](const std::vector<int64_t>& ids,
+                                  const std::vector<int64_t>& counts) {
+          nb::gil_scoped_acquire gil;
+          int64_t* a = new int64_t[ids.size() ? ids.size() : 1];
+          int64_t* c = new int64_t[counts.size() ? counts.size() : 1];
+          std::memcpy(a, ids.data(), ids.size() * 8);
+          std::memcpy(c, counts.data(), counts.size() * 8);
+          nb::object res = keep_alive(host_array<int64_t>(a, {ids.size()}),
+                                      host_array<int64_t>(c, {counts.size()}));
+          auto keep = nb::cast<nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig,
+                                           nb::device::cpu>>(res);
+          return std::vector<uint8_t>(keep.data(), keep.data() + keep.shape(0));
+        });
+      }, "filter"_a.none())
+      .def("lookup", [](GpuTable& t, AnyArray ids, nb::object out) -> nb::object {
+        if (ids.ndim() != 1) throw std::invalid_argument("ids must be 1-D");
+        const int64_t n = static_cast<int64_t>(ids.shape(0));
+        const int64_t D = t.dim();
+        if (D > 0 && n > std::numeric_limits<int64_t>::max() / 4 / D)
+          throw std::invalid_argument("batch too large: ids x dim overflows");
+        DeviceScope scope(t.device());
+        DevArg d_ids = device_arg(ids, nb::dtype<int64_t>(), n, t.device(), "ids");
+        if (!out.is_none()) {  // caller-provided float32 CUDA [n, D] output
+          AnyArray o = nb::cast<AnyArray>(out);
+          if (!is_device(o) || o.device_id() != t.device() || o.dtype() != nb::dtype<float>() ||
+              o.size() != static_cast<size_t>(n * D) || !c_contiguous(o))
+            throw std::invalid_argument("out must be a C-contiguous float32 CUDA array of " +
+                                        std::to_string(n) + "x" + std::to_string(D) +
+                                        " elements on the table's device");
+          {
+            nb::gil_scoped_release rel;
+            t.lookup(static_cast<const int64_t*>(d_ids.ptr), n, static_cast<float*>(const_cast<void*>(o.data())), D);
+          }
+          return out;
+        }
+        if (is_device(ids)) {  // device in -> device out (DLPack, no copy)
+          auto arr = device_array(t.device(), static_cast<size_t>(n), static_cast<size_t>(D));
+          {
+            nb::gil_scoped_release rel;
+            t.lookup(static_cast<const int64_t*>(d_ids.ptr), n, static_cast<float*>(arr.data()),
+                     D);
+          }
+          return nb::cast(arr);
+        }
+        float* host = new float[(n * D) > 0 ? n * D : 1];
+        auto arr = host_array<float>(host, {static_cast<size_t>(n), static_cast<size_t>(D)});
+        {
+          nb::gil_scoped_release rel;
+          DevBuf d_out(static_cast<size_t>(std::max<int64_t>(n * D, 1)) * 4, nullptr);
+          t.lookup(static_cast<const int64_t*>(d_ids.ptr), n, d_out.as<float>(), D);
+          hashlab::gpu::check_cuda(cudaMemcpy(host, d_out.get(), static_cast<size_t>(n * D) * 4,
+                                              cudaMemcpyDeviceToHost), "copy lookup result");
+        }
+        return nb::cast(arr);
+      }, "ids"_a, "out"_a.none() = nb::none())
+      .def("assign", [](GpuTable& t, AnyArray ids, AnyArray values, int64_t req_time, bool add) {
+        if (ids.ndim() != 1) throw std::invalid_argument("ids must be 1-D");
+        const int64_t n = static_cast<int64_t>(ids.shape(0));
+        if (rows_of(values, t.dim(), "values") != n)
+          throw std::invalid_argument("values must have one row per id");
+        DeviceScope scope(t.device());
+        DevArg d_ids = device_arg(ids, nb::dtype<int64_t>(), n, t.device(), "ids");
+        DevArg d_val = device_arg(values, nb::dtype<float>(), n * t.dim(), t.device(), "values");
+        nb::gil_scoped_release rel;
+        t.write(static_cast<const int64_t*>(d_ids.ptr), static_cast<const float*>(d_val.ptr), n,
+                req_time, add);
+      }, "ids"_a, "values"_a, "req_time"_a, "add"_a)
+      .def("apply_gradients", [](GpuTable& t, AnyArray ids, AnyArray grads, int64_t global_step,
+                                 bool dedup, int64_t req_time, Lrs lrs) {
+        if (ids.ndim() != 1) throw std::invalid_argument("ids must be 1-D");
+        const int64_t n = static_cast<int64_t>(ids.shape(0));
+        if (rows_of(grads, t.dim(), "grads") != n)
+          throw std::invalid_argument("grads must have one row per id");
+        DeviceScope scope(t.device());
+        DevArg d_ids = device_arg(ids, nb::dtype<int64_t>(), n, t.device(), "ids");
+        DevArg d_g = device_arg(grads, nb::dtype<float>(), n * t.dim(), t.device(), "grads");
+        nb::gil_scoped_release rel;
+        t.apply_gradients(static_cast<const int64_t*>(d_ids.ptr),
+                          static_cast<const float*>(d_g.ptr), n, global_step, dedup, req_time,
+                          lrs.data(), static_cast<int64_t>(lrs.shape(0)));
+      }, "ids"_a, "grads"_a, "global_step"_a, "dedup"_a, "req_time"_a,
+         "learning_rates"_a.noconvert())
+      .def("size", &GpuTable::size)
+      .def("max_update_ts", &GpuTable::max_update_ts)
+      .def("memory_bytes", &GpuTable::memory_bytes)
+      .def("lookup_entry", [](GpuTable& t, HostIds ids) {
+        std::vector<std::string> dumps;
+        {
+          nb::gil_scoped_release rel;
+          std::vector<float> recs;
+          std::vector<uint8_t> found;
+          t.export_ids(ids.data(), static_cast<int64_t>(ids.shape(0)), &recs, &found);
+          dumps = hashlab::gpu::encode_entries(t.config(), recs, found);
+        }
+        return bytes_list(dumps);
+      }, "ids"_a.noconvert())
+      // The bytes of every shard file of a save (nshards = -1: automatic); the caller writes
+      // them crash-safely.
+      .def("encode_shards", [](GpuTable& t, int64_t nshards) {
+        std::vector<std::string> files;
+        {
+          nb::gil_scoped_release rel;
+          const int64_t n = t.size();
+          if (nshards == -1) nshards = std::min<int64_t>(4, std::max<int64_t>(1, n / 1000000));
+          if (nshards < 1 || nshards > 99999)
+            throw std::invalid_argument("nshards: shard count must be in [1, 99999], got " +
+                                        std::to_string(nshards));
+          const auto e = export_all(t);
+          files = hashlab::gpu::encode_shards(t.config(), e, t.max_update_ts(), nshards);
+        }
+        return bytes_list(files);
+      }, "nshards"_a)
+      .def("save_as_tensor", [](GpuTable& t, int64_t shard_idx, int64_t num_shards,
+                                int64_t limit, int64_t offset) {
+        if (num_shards < 1 || num_shards > 0xFFFFFFFFLL || shard_idx < 0 ||
+            shard_idx >= num_shards || limit < 1 || offset < 0)
+          throw std::invalid_argument("save_as_tensor: bad shard_idx/num_shards/limit/offset");
+        std::vector<std::string> dumps;
+        int64_t new_offset = 0;
+        {
+          nb::gil_scoped_release rel;
+          const auto e = export_all(t);
+          dumps = hashlab::gpu::encode_slice(t.config(), e, shard_idx, num_shards, limit, offset,
+                                             &new_offset);
+        }
+        return nb::make_tuple(new_offset, bytes_list(dumps));
+      }, "shard_idx"_a, "num_shards"_a, "limit"_a, "offset"_a)
+      // Every file is read, CRC-checked and parsed before the device table changes.
+      .def("restore", [](GpuTable& t, const std::vector<std::string>& paths) {
+        nb::gil_scoped_release rel;
+        hashlab::gpu::Staged st = hashlab::gpu::read_checkpoint(t.config(), paths);
+        t.load(st.ids, st.ts, st.num_count, st.data);
+      }, "paths"_a);
+}
