@@ -1,0 +1,315 @@
+"""Run one scenario on one engine, op by op.
+
+`ScenarioExecution` builds the tables (and hash filters), prefills them, then runs the ops
+sequence step by step. Inputs are drawn before the timer starts; only the engine call is
+timed. With `capture=True` every op also returns what parity compares (lookups, entry bytes,
+sizes, checkpoint file digests); the timing runner leaves it off.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import time
+from typing import Any, Iterator
+
+import numpy as np
+
+from lab.scenarios import ids as gen
+from lab.scenarios.model import MUTATING_OPS, OpSpec, Scenario
+
+PREFILL_CHUNK = 1_000_000
+FLOAT_BYTES = 4
+
+
+@dataclasses.dataclass
+class OpOutcome:
+    step: int
+    index: int                  # position of the op in the scenario's ops sequence
+    op: str
+    tables: tuple               # names of the tables the op touched
+    n_ids: int                  # ids processed by the call
+    nbytes: int                 # payload bytes moved (rows * dim * 4, or checkpoint bytes)
+    row_width: int              # floats per id (for the dense-take baseline)
+    seconds: float
+    output: dict | None = None  # what parity compares (capture=True only)
+
+
+def unsupported_reason(engine, scenario: Scenario) -> str | None:
+    """Why `engine` cannot follow `scenario` at all (a table it cannot build, a mutating op it
+    does not declare), or None. Read-only ops it lacks are skipped step by step instead."""
+    caps = engine.capabilities
+    for t in scenario.tables:
+        for opt in t.optimizers():
+            if opt not in caps.optimizers:
+                return f"optimizer {opt} not declared"
+        if len(t.optimizers()) > 1 and not caps.multi_segment:
+            return "multi-segment entries not declared"
+        if t.hash_filter is not None:
+            kind = t.hash_filter.get("kind", "sliding")
+            if kind not in caps.filters:
+                return f"{kind} hash filter not declared"
+        if t.monolith_quirks and not caps.quirks:
+            return "monolith_quirks not declared"
+        init = t.config.get("initializer", "zeros")
+        if init not in caps.initializers:
+            return f"initializer {init} not declared"
+        if "expire_days" in t.config and not caps.ttl:
+            return "TTL not declared"
+    ops = {o.op for o in scenario.ops}
+    if scenario.prefill:
+        ops.add("assign")
+    for op in sorted(ops & MUTATING_OPS - {"fused_apply"}):
+        if op not in caps.ops:
+            return f"op {op} not declared"
+    if "restore" in ops and "save" not in caps.ops:
+        return "op save not declared (needed by restore)"
+    if any(o.fused for o in scenario.ops) and not caps.fused:
+        return "fused ops not declared"
+    if "filter" in ops and not any(t.hash_filter for t in scenario.tables):
+        return "filter op without a table hash_filter"
+    dedup = scenario.dedup or any(o.args.get("enable_dedup") for o in scenario.ops)
+    if dedup and not caps.dedup:
+        return "dedup not declared"
+    return None
+
+
+def skipped_op_reason(engine, op: OpSpec) -> str | None:
+    """Why a read-only op is skipped on this engine, or None."""
+    if op.op in ("filter",) or op.fused or op.op in MUTATING_OPS:
+        return None
+    if op.op not in engine.capabilities.ops:
+        return f"op {op.op} not declared"
+    return None
+
+
+def _digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ScenarioExecution:
+    """One engine's run of one scenario. Use `setup()` once, then `run()`."""
+
+    def __init__(self, scenario: Scenario, engine, workdir: str, capture: bool = False):
+        self.scenario = scenario
+        self.engine = engine
+        self.workdir = workdir
+        self.capture = capture
+        self.tables: dict[str, Any] = {}
+        self.filters: dict[str, Any] = {}
+        self._last_save: dict[str, str] = {}        # table -> basename of its latest save
+        self._last_lookup: dict[str, tuple] = {}    # table -> (ids, embeddings)
+        os.makedirs(workdir, exist_ok=True)
+
+    # ---- setup ------------------------------------------------------------------------
+    def _make_table(self, tdef):
+        hf = None
+        if tdef.hash_filter is not None:
+            hf = self.engine.create_hash_filter(**dict(tdef.hash_filter))
+            self.filters[tdef.name] = hf
+        return self.engine.create_table(tdef.build_config(), learning_rates=tdef.learning_rates,
+                                        hash_filter=hf, seed=tdef.seed,
+                                        monolith_quirks=tdef.monolith_quirks)
+
+    def setup(self) -> None:
+        sc = self.scenario
+        for tdef in sc.tables:
+            table = self._make_table(tdef)
+            self.tables[tdef.name] = table
+            for start in range(0, sc.prefill, PREFILL_CHUNK):
+                ids = gen.prefill_ids(sc.prefill)[start:start + PREFILL_CHUNK]
+                table.assign(ids, gen.prefill_values(len(ids), table.dim, sc.seed,
+                                                     start // PREFILL_CHUNK))
+
+    # ---- running ----------------------------------------------------------------------
+    def run(self, steps: int | None = None, first_step: int = 0,
+            skip: frozenset = frozenset()) -> Iterator[OpOutcome]:
+        """Yield one OpOutcome per op and step. `skip`: op indices not to run (read-only ops
+        the engine does not declare)."""
+        sc = self.scenario
+        for step in range(first_step, first_step + (sc.steps if steps is None else steps)):
+            step_ids = gen.draw_ids(sc.ids, sc.batch_size, sc.seed, step)
+            for index, op in enumerate(sc.ops):
+                if index in skip:
+                    continue
+                yield self.run_op(step, index, op, step_ids)
+
+    def _ids_for(self, op: OpSpec, op_index: int, step: int,
+                 step_ids: np.ndarray) -> np.ndarray:
+        n = op.args.get("batch")
+        if n is None or n == len(step_ids):
+            return step_ids
+        # An op with its own batch size draws its own ids (seeded by its position).
+        return gen.draw_ids(self.scenario.ids, int(n), self.scenario.seed + 1 + op_index, step)
+
+    def run_op(self, step: int, index: int, op: OpSpec, step_ids: np.ndarray) -> OpOutcome:
+        handler = getattr(self, f"_op_{op.op}")
+        return handler(step, index, op, self._ids_for(op, index, step, step_ids))
+
+    def _outcome(self, step, index, op, names, n, width, seconds, output, nbytes=None):
+        return OpOutcome(step, index, op.op, tuple(names), n,
+                         n * width * FLOAT_BYTES if nbytes is None else nbytes, width, seconds,
+                         output if self.capture else None)
+
+    def _size_output(self, names) -> dict:
+        if not self.capture:
+            return {}
+        return {f"size[{n}]": self.tables[n].size() for n in names}
+
+    def _default_time(self, step):
+        """req_time of a write when the op does not fix one: the scenario's clock."""
+        return int(step) * self.scenario.seconds_per_step
+
+    # Each handler: draw inputs, time the engine call, capture outputs.
+    def _op_lookup(self, step, index, op, ids):
+        name = op.table or self.scenario.tables[0].name
+        t = self.tables[name]
+        start = time.perf_counter()
+        emb = t.lookup(ids)
+        sec = time.perf_counter() - start
+        self._last_lookup[name] = (ids, emb)
+        return self._outcome(step, index, op, [name], len(ids), t.dim, sec,
+                             {"embeddings": emb})
+
+    def _op_lookup_entry(self, step, index, op, ids):
+        name = op.table or self.scenario.tables[0].name
+        t = self.tables[name]
+        start = time.perf_counter()
+        entries = t.lookup_entry(ids)
+        sec = time.perf_counter() - start
+        return self._outcome(step, index, op, [name], len(ids), t.dim, sec,
+                             {"entries": entries})
+
+    def _op_size(self, step, index, op, ids):
+        name = op.table or self.scenario.tables[0].name
+        start = time.perf_counter()
+        n = self.tables[name].size()
+        sec = time.perf_counter() - start
+        return self._outcome(step, index, op, [name], 0, 0, sec, {f"size[{name}]": n})
+
+    def _write(self, step, index, op, ids, add):
+        name = op.table or self.scenario.tables[0].name
+        t = self.tables[name]
+        vals = gen.values(op.args.get("values", "random"), len(ids), t.dim, self.scenario.seed,
+                          step, index)
+        req_time = int(op.args.get("req_time", self._default_time(step)))
+        start = time.perf_counter()
+        (t.assign_add if add else t.assign)(ids, vals, req_time=req_time)
+        sec = time.perf_counter() - start
+        return self._outcome(step, index, op, [name], len(ids), t.dim, sec,
+                             self._size_output([name]))
+
+    def _op_assign(self, step, index, op, ids):
+        return self._write(step, index, op, ids, add=False)
+
+    def _op_assign_add(self, step, index, op, ids):
+        return self._write(step, index, op, ids, add=True)
+
+    def _gradients(self, op, name, ids, dim, step, index):
+        kind = op.args.get("grads", "random")
+        if kind == "from_lookup":
+            last = self._last_lookup.get(name)
+            if last is not None and np.array_equal(last[0], ids):
+                return gen.grads_from_lookup(last[1])
+            return gen.grads_from_lookup(self.tables[name].lookup(ids))
+        return gen.grads(kind, len(ids), dim, self.scenario.seed, step, index)
+
+    def _op_apply_gradients(self, step, index, op, ids):
+        name = op.table or self.scenario.tables[0].name
+        t = self.tables[name]
+        g = self._gradients(op, name, ids, t.dim, step, index)
+        lrs = op.args.get("learning_rates")
+        kwargs = dict(global_step=int(op.args.get("global_step", step)),
+                      enable_dedup=bool(op.args.get("enable_dedup", self.scenario.dedup)),
+                      req_time=int(op.args.get("req_time", self._default_time(step))),
+                      learning_rates=tuple(lrs) if lrs is not None else None)
+        start = time.perf_counter()
+        t.apply_gradients(ids, g, **kwargs)
+        sec = time.perf_counter() - start
+        return self._outcome(step, index, op, [name], len(ids), t.dim, sec,
+                             self._size_output([name]))
+
+    def _op_filter(self, step, index, op, ids):
+        name = op.table or next(t.name for t in self.scenario.tables if t.hash_filter)
+        f = self.filters[name]
+        dim = self.tables[name].dim
+        g = gen.grads(op.args.get("grads", "random"), len(ids), dim, self.scenario.seed, step,
+                      index)
+        start = time.perf_counter()
+        out = f.intercept_gradient(ids, g)
+        sec = time.perf_counter() - start
+        return self._outcome(step, index, op, [name], len(ids), dim, sec, {"grads": out})
+
+    def _op_save(self, step, index, op, ids):
+        name = op.table or self.scenario.tables[0].name
+        basename = os.path.join(self.workdir, f"{name}-s{step}-op{index}")
+        start = time.perf_counter()
+        paths = self.tables[name].save(basename, nshards=int(op.args.get("nshards", -1)))
+        sec = time.perf_counter() - start
+        self._last_save[name] = basename
+        nbytes = sum(os.path.getsize(p) for p in paths)
+        output = None
+        if self.capture:
+            output = {"files": {os.path.basename(p): (_digest(p), p) for p in paths}}
+        n = self.tables[name].size()
+        return self._outcome(step, index, op, [name], n, self.tables[name].dim, sec, output,
+                             nbytes=nbytes)
+
+    def _op_restore(self, step, index, op, ids):
+        name = op.table or self.scenario.tables[0].name
+        if name not in self._last_save:
+            raise RuntimeError(f"scenario {self.scenario.name}: restore of table {name!r} "
+                               f"before any save")
+        basename = self._last_save[name]
+        if op.args.get("fresh", False):           # restore into a newly created table
+            self.tables[name] = self._make_table(self.scenario.table(name))
+        t = self.tables[name]
+        nbytes = sum(os.path.getsize(os.path.join(self.workdir, f))
+                     for f in os.listdir(self.workdir)
+                     if f.startswith(os.path.basename(basename) + "-"))
+        start = time.perf_counter()
+        t.restore(basename)
+        sec = time.perf_counter() - start
+        return self._outcome(step, index, op, [name], t.size(), t.dim, sec,
+                             self._size_output([name]), nbytes=nbytes)
+
+    # ---- fused ops ----------------------------------------------------------------------
+    def _fused_layout(self, op, ids):
+        names = list(op.tables or [t.name for t in self.scenario.tables])
+        shards = int(op.args.get("num_shards", 2))
+        sizes = gen.split_evenly(len(ids), len(names) * shards)
+        return names, [self.tables[n] for n in names], shards, sizes
+
+    def _op_fused_lookup(self, step, index, op, ids):
+        names, tables, shards, sizes = self._fused_layout(op, ids)
+        start = time.perf_counter()
+        emb, splits, id_off, emb_off, _ = self.engine.fused_lookup(tables, ids, sizes, shards)
+        sec = time.perf_counter() - start
+        out = {"embeddings": np.asarray(emb), "recv_splits": np.asarray(splits),
+               "id_offsets": np.asarray(id_off), "emb_offsets": np.asarray(emb_off)}
+        floats = int(np.asarray(emb).size)
+        return self._outcome(step, index, op, names, len(ids), floats // max(len(ids), 1), sec,
+                             out, nbytes=floats * FLOAT_BYTES)
+
+    def _op_fused_apply(self, step, index, op, ids):
+        names, tables, shards, sizes = self._fused_layout(op, ids)
+        dims = np.tile([t.dim for t in tables], shards)
+        total = int((sizes.astype(np.int64) * dims).sum())
+        g = gen.grads(op.args.get("grads", "random"), total, 1, self.scenario.seed, step,
+                      index).reshape(-1)
+        lrs = [lr for t in tables for lr in t.learning_rates]
+        id_off = np.r_[0, np.cumsum(sizes)].astype(np.int32)
+        emb_off = np.r_[0, np.cumsum(sizes.astype(np.int64) * dims)].astype(np.int32)
+        start = time.perf_counter()
+        self.engine.fused_apply_gradients(
+            tables, ids, ids, sizes, g, id_off, emb_off, lrs,
+            req_time=int(op.args.get("req_time", self._default_time(step))),
+            global_step=int(op.args.get("global_step", step)), num_shards=shards,
+            enable_grad_accumulation=bool(op.args.get("enable_dedup", self.scenario.dedup)))
+        sec = time.perf_counter() - start
+        return self._outcome(step, index, op, names, len(ids), total // max(len(ids), 1), sec,
+                             self._size_output(names), nbytes=total * FLOAT_BYTES)

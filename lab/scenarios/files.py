@@ -1,0 +1,59 @@
+"""Scenario files: TOML (tomllib) or JSON, holding one scenario or a `scenarios` list.
+
+    name = "my_lookup"          # TOML, one scenario
+    batch_size = 4096
+    [ids]
+    kind = "zipf"
+    a = 1.2
+    [[tables]]
+    name = "t0"
+    config = { dim = 32, optimizer = "adagrad" }
+    [[ops]]
+    op = "lookup"
+"""
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+
+from lab.scenarios.model import Scenario, ScenarioError
+
+
+def parse_text(text: str, fmt: str, where: str = "<text>") -> list[Scenario]:
+    try:
+        data = tomllib.loads(text) if fmt == "toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ScenarioError(f"{where}: not valid {fmt.upper()}: {exc}") from exc
+    if isinstance(data, dict) and "scenarios" in data:
+        if set(data) != {"scenarios"}:
+            raise ScenarioError(f"{where}: a file with `scenarios` must hold nothing else")
+        items = data["scenarios"]
+    else:
+        items = [data]
+    if not isinstance(items, list) or not items:
+        raise ScenarioError(f"{where}: no scenarios found")
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(Scenario.from_dict(item))
+        except ScenarioError as exc:
+            raise ScenarioError(f"{where}: scenario {i}: {exc}") from exc
+    return out
+
+
+def load_file(path: str) -> list[Scenario]:
+    """Scenarios from a .toml or .json file; ScenarioError (naming the file) when bad."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".toml", ".json"):
+        raise ScenarioError(f"{path}: scenario files must end in .toml or .json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from exc
+    return parse_text(text, ext[1:], path)
+
+
+def dump_json(scenarios) -> str:
+    return json.dumps({"scenarios": [s.to_dict() for s in scenarios]}, indent=2)

@@ -1,0 +1,111 @@
+"""Every `hashlab` subcommand: exit codes and the files it writes (tiny scenarios only)."""
+import json
+import sys
+
+import pytest
+
+from lab.cli import main
+
+SCENARIO_TOML = """
+name = "cli_tiny"
+batch_size = 32
+prefill = 16
+steps = 2
+warmup = 0
+[ids]
+kind = "zipf"
+vocab = 64
+[[tables]]
+config = { dim = 4, optimizer = "adagrad" }
+[[ops]]
+op = "apply_gradients"
+[[ops]]
+op = "lookup"
+"""
+
+
+@pytest.fixture
+def scenario_file(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(SCENARIO_TOML)
+    return str(path)
+
+
+def test_engines(capsys):
+    assert main(["engines"]) == 0
+    assert "numpy" in capsys.readouterr().out
+    assert main(["engines", "--json"]) == 0
+    infos = json.loads(capsys.readouterr().out)
+    assert any(i["name"] == "numpy" and i["available"] for i in infos)
+
+
+def test_run_scenario_file(scenario_file, tmp_path, capsys):
+    out = tmp_path / "out" / "run.json"
+    assert main(["run", scenario_file, "--engines", "numpy", "--json", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "cli_tiny" in printed and "pass" in printed
+    data = json.loads(out.read_text())
+    assert data["parity"][0]["status"] == "pass"
+    assert {r["op"] for r in data["results"]} == {"apply_gradients", "lookup"}
+
+
+def test_run_json_file_and_parity_failure_exit_1(tmp_path, broken_engines):
+    from lab import scenarios
+    (s,) = scenarios.parse_text(SCENARIO_TOML, "toml")
+    path = tmp_path / "tiny.json"
+    path.write_text(scenarios.dump_json([s]))
+    assert main(["run", str(path), "--engines", "test-skipping-apply", "--no-timing",
+                 "--no-progress"]) == 1
+
+
+def test_run_bad_usage_exit_2(scenario_file, tmp_path):
+    assert main(["run", str(tmp_path / "nope.toml")]) == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nbatch = 3\n')
+    assert main(["run", str(bad)]) == 2
+    assert main(["run", scenario_file, "--engines", "no-such-engine"]) == 2
+    assert main(["run", scenario_file, "--scenarios", "other", "--engines", "numpy"]) == 2
+    assert main(["frobnicate"]) == 2
+
+
+def test_bench_quick_saves_json(tmp_path, capsys):
+    out = tmp_path / "b" / "bench.json"
+    assert main(["bench", "--quick", "--engines", "numpy", "--scenarios", "monolith_lookup",
+                 "--save", str(out), "--no-progress"]) == 0
+    assert "Timing" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["schema"] == "hashlab-bench/1" and data["quick"] is True
+    assert {"machine", "git", "engines", "results", "parity", "created"} <= set(data)
+    row = data["results"][0]
+    assert {"engine", "scenario", "op", "threads", "median_s", "ratio_to_baseline",
+            "parity"} <= set(row)
+    # one run gated against itself: nothing changed
+    assert main(["gate", str(out), "--baseline", str(out)]) == 0
+
+
+def test_report_writes_the_directory(tmp_path, monkeypatch):
+    from lab.report import writer
+    monkeypatch.setattr(writer, "oracle_table", lambda: (None, "not in this test"))
+    out = tmp_path / "reports" / "tiny"
+    assert main(["report", "--quick", "--engines", "numpy", "--scenarios", "zipf_training",
+                 "--out", str(out), "--asv-results", str(tmp_path), "--no-progress"]) == 0
+    for name in ("index.html", "report.md", "parity.csv", "perf.csv", "bench.json",
+                 "parity_matrix.png"):
+        assert (out / name).exists(), name
+
+
+def test_env_create_tfra(monkeypatch, tmp_path, capsys):
+    import engines.tfra.env as env
+    monkeypatch.setattr(env, "create_env", lambda path=None: str(tmp_path / "bin/python"))
+    assert main(["env", "create", "tfra"]) == 0
+    assert "TFRA environment ready" in capsys.readouterr().out
+
+    def broken(path=None):
+        raise RuntimeError("pip failed")
+    monkeypatch.setattr(env, "create_env", broken)
+    assert main(["env", "create", "tfra"]) == 1
+    monkeypatch.setitem(sys.modules, "engines.tfra.env", None)     # not importable
+    assert main(["env", "create", "tfra"]) == 2
+    assert "not importable" in capsys.readouterr().err
+    assert main(["env", "create", "other"]) == 2
