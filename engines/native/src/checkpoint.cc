@@ -269,18 +269,29 @@ void Table::restore(const std::vector<std::string>& paths) {
   BigVector<int64_t> ids, stamps, num_counts;
   ByteBuffer staged;  // record i: num[D] then state[W] at staged_f + i * stride
   auto staged_f = [&] { return reinterpret_cast<float*>(staged.data()); };
+  // Total checkpoint bytes, to size the staging area once from the first file's record size
+  // (growing it by doubling would copy and page-fault it several times over).
+  size_t total_bytes = 0;
+  for (const std::string& path : paths) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && st.st_size > 0)
+      total_bytes += static_cast<size_t>(st.st_size);
+  }
+  bool presized = false;
   for (const std::string& path : paths) {
     ByteBuffer buf = read_file(path);
     std::vector<Frame> frames;
     std::string frame_error;
     size_t pos = 0;
     const size_t end = buf.size();
+    // Error strings are built only on failure (this loop runs once per record).
+    auto where = [&] { return path + ": record " + std::to_string(frames.size()) + ": "; };
+    auto at = [&] { return " (record starts at byte " + std::to_string(pos) + ")"; };
+    if (buf.size() > 0) frames.reserve(buf.size() / (16 + 8 + 5 * static_cast<size_t>(D)) + 16);
     while (pos < end) {
-      const std::string where = path + ": record " + std::to_string(frames.size()) + ": ";
-      const std::string at = " (record starts at byte " + std::to_string(pos) + ")";
       if (end - pos < 12) {
-        frame_error = where + "truncated header (" + std::to_string(end - pos) +
-                      " of 12 bytes)" + at;
+        frame_error = where() + "truncated header (" + std::to_string(end - pos) +
+                      " of 12 bytes)" + at();
         break;
       }
       uint64_t len;
@@ -288,18 +299,18 @@ void Table::restore(const std::vector<std::string>& paths) {
       memcpy(&len, buf.data() + pos, 8);
       memcpy(&len_crc, buf.data() + pos + 8, 4);
       if (masked_crc(buf.data() + pos, 8) != len_crc) {
-        frame_error = where + "length CRC mismatch" + at;
+        frame_error = where() + "length CRC mismatch" + at();
         break;
       }
       const size_t start = pos + 12;
       if (end - start < len) {
-        frame_error = where + "truncated payload (" + std::to_string(end - start) + " of " +
-                      std::to_string(len) + " bytes)" + at;
+        frame_error = where() + "truncated payload (" + std::to_string(end - start) + " of " +
+                      std::to_string(len) + " bytes)" + at();
         break;
       }
       if (end - start - len < 4) {
-        frame_error = where + "truncated footer (" + std::to_string(end - start - len) +
-                      " of 4 bytes)" + at;
+        frame_error = where() + "truncated footer (" + std::to_string(end - start - len) +
+                      " of 4 bytes)" + at();
         break;
       }
       frames.push_back(Frame{start, static_cast<size_t>(len)});
@@ -307,6 +318,17 @@ void Table::restore(const std::vector<std::string>& paths) {
     }
     const int64_t base = static_cast<int64_t>(ids.size());
     const int64_t count = static_cast<int64_t>(frames.size());
+    if (!presized && count > 0) {
+      presized = true;
+      const size_t est = static_cast<size_t>(
+          static_cast<double>(total_bytes) / static_cast<double>(buf.size()) * count * 1.02) + 16;
+      if (est > static_cast<size_t>(count)) {
+        ids.reserve(est);
+        stamps.reserve(est);
+        num_counts.reserve(est);
+        staged.reserve(est * static_cast<size_t>(stride) * 4);
+      }
+    }
     ids.resize(static_cast<size_t>(base + count));
     stamps.resize(ids.size());
     num_counts.resize(ids.size());
@@ -362,12 +384,24 @@ void Table::restore(const std::vector<std::string>& paths) {
   std::vector<BigVector<int64_t>> own(static_cast<size_t>(T));
   pool_->run([&](int t) {
     own_positions(h.data(), n, t, &own[t]);
-    for (int64_t i : own[t]) {
+    const BigVector<int64_t>& mine = own[t];
+    const int64_t m = static_cast<int64_t>(mine.size());
+    constexpr int64_t kAhead = 16;  // prefetch home slots this many records ahead
+    for (int64_t j = 0; j < std::min(m, kAhead); ++j)
+      parts_[part_of(h[mine[j]])]->prefetch(h[mine[j]]);
+    for (int64_t j = 0; j < m; ++j) {
+      if (j + kAhead < m) {
+        const uint64_t ha = h[mine[j + kAhead]];
+        parts_[part_of(ha)]->prefetch(ha);
+      }
+      const int64_t i = mine[j];
       Partition& part = *parts_[part_of(h[i])];
       uint32_t r = part.find(ids[i], h[i]);
       if (r == Partition::kEmpty) r = part.insert_new(ids[i], h[i]);
       float* row = part.row_ptr(r);
-      init_row(row, ids[i]);  // a later record of an id replaces the earlier one entirely
+      // A later record of an id replaces the earlier one entirely. State words and the
+      // timestamp are overwritten below, so only a short embedding needs the initializer.
+      if (num_counts[i] < D) init_row(row, ids[i]);
       const float* src = staged_f() + i * stride;
       memcpy(row, src, static_cast<size_t>(num_counts[i]) * 4);
       memcpy(row + D, src + D, static_cast<size_t>(W) * 4);

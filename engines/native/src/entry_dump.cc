@@ -259,12 +259,23 @@ struct Reader {
 };
 
 // Repeated float field: unpacked (wire 5) or packed (wire 2); appends at dst[*count...].
-bool read_floats(Reader& r, int wire, float* dst, int64_t cap, int64_t* count) {
+bool read_floats(Reader& r, int field, int wire, float* dst, int64_t cap, int64_t* count) {
   float f;
   if (wire == 5) {
     if (!r.fixed32(&f)) return false;
     if (*count < cap) dst[*count] = f;
     ++*count;
+    // Fast path: a run of the same one-byte tag (how save writes a repeated float field) is
+    // consumed here; the generic loop would handle each element the same way.
+    if (field > 0 && field < 16) {
+      const uint8_t tag = static_cast<uint8_t>(field << 3 | 5);
+      while (r.end - r.p >= 5 && r.p[0] == tag) {
+        memcpy(&f, r.p + 1, 4);
+        r.p += 5;
+        if (*count < cap) dst[*count] = f;
+        ++*count;
+      }
+    }
     return true;
   }
   Reader sub{nullptr, nullptr, {}};
@@ -299,22 +310,22 @@ bool parse_member(Reader& r, const Segment& s, int member, float* st, DumpState*
       switch (s.opt.kind) {
         case OptKind::kAdagrad: case OptKind::kMomentum: case OptKind::kRmsprop:
         case OptKind::kRmspropV2:
-          if (f == 1 && flt) handled = read_floats(r, w, st, d, &ds->counts[0]);
+          if (f == 1 && flt) handled = read_floats(r, f, w, st, d, &ds->counts[0]);
           break;
         case OptKind::kFtrl:
-          if (f == 1 && flt) handled = read_floats(r, w, st + d, d, &ds->counts[0]);
-          else if (f == 2 && flt) handled = read_floats(r, w, st, d, &ds->counts[1]);
+          if (f == 1 && flt) handled = read_floats(r, f, w, st + d, d, &ds->counts[0]);
+          else if (f == 2 && flt) handled = read_floats(r, f, w, st, d, &ds->counts[1]);
           break;
         case OptKind::kAdadelta:
-          if (f == 1 && flt) handled = read_floats(r, w, st, d, &ds->counts[0]);
-          else if (f == 2 && flt) handled = read_floats(r, w, st + d, d, &ds->counts[1]);
+          if (f == 1 && flt) handled = read_floats(r, f, w, st, d, &ds->counts[0]);
+          else if (f == 2 && flt) handled = read_floats(r, f, w, st + d, d, &ds->counts[1]);
           break;
         case OptKind::kAdam: case OptKind::kAmsgrad: {
           const bool ams = s.opt.kind == OptKind::kAmsgrad;
           const int pw = ams ? 4 : 3;
-          if (f == 1 && flt) handled = read_floats(r, w, st, d, &ds->counts[0]);
-          else if (f == 2 && flt) handled = read_floats(r, w, st + d, d, &ds->counts[1]);
-          else if (ams && f == 3 && flt) handled = read_floats(r, w, st + 2 * d, d, &ds->counts[2]);
+          if (f == 1 && flt) handled = read_floats(r, f, w, st, d, &ds->counts[0]);
+          else if (f == 2 && flt) handled = read_floats(r, f, w, st + d, d, &ds->counts[1]);
+          else if (ams && f == 3 && flt) handled = read_floats(r, f, w, st + 2 * d, d, &ds->counts[2]);
           else if ((f == pw || f == pw + 1) && w == 5)
             handled = r.fixed32(&ds->scalars[f - pw]);
           break;
@@ -389,11 +400,27 @@ std::string parse_entry_dump(const TableConfig& cfg, const uint8_t* data, size_t
                              ParsedEntry* e) {
   Reader r{data, data + n, {}};
   // Segments that own a dump, in order, and the dump assembled for each.
-  std::vector<int> dump_segs;
+  // Small configs (the common case) keep both lists on the stack: this runs once per record.
+  constexpr size_t kInline = 8;
+  int segs_inline[kInline];
+  DumpState dumps_inline[kInline];
+  std::vector<int> segs_heap;
+  std::vector<DumpState> dumps_heap;
+  size_t nsegs = 0;
   for (size_t k = 0; k < cfg.segments.size(); ++k)
-    if (dump_field(cfg.segments[k].opt.kind)) dump_segs.push_back(static_cast<int>(k));
-  std::vector<DumpState> dumps;
-  dumps.reserve(dump_segs.size());
+    if (dump_field(cfg.segments[k].opt.kind)) ++nsegs;
+  int* dump_segs = segs_inline;
+  DumpState* dumps = dumps_inline;
+  if (nsegs > kInline) {
+    segs_heap.resize(nsegs);
+    dumps_heap.resize(nsegs);
+    dump_segs = segs_heap.data();
+    dumps = dumps_heap.data();
+  }
+  nsegs = 0;
+  for (size_t k = 0; k < cfg.segments.size(); ++k)
+    if (dump_field(cfg.segments[k].opt.kind)) dump_segs[nsegs++] = static_cast<int>(k);
+  size_t ndumps = 0;  // optimizer dumps seen (may exceed nsegs: an error, reported below)
   e->has_id = false;
   e->num_count = 0;
   e->ts = 0;
@@ -408,7 +435,7 @@ std::string parse_entry_dump(const TableConfig& cfg, const uint8_t* data, size_t
       r.p += 8;
       e->has_id = true;
     } else if (f == 2 && (w == 5 || w == 2)) {
-      if (!read_floats(r, w, e->num, cfg.dim, &e->num_count)) break;
+      if (!read_floats(r, f, w, e->num, cfg.dim, &e->num_count)) break;
     } else if (f == 3 && w == 2) {
       Reader opt{nullptr, nullptr, {}};
       if (!r.bytes(&opt)) break;
@@ -421,9 +448,8 @@ std::string parse_entry_dump(const TableConfig& cfg, const uint8_t* data, size_t
         }
         Reader single{nullptr, nullptr, {}};
         if (!opt.bytes(&single)) break;
-        const size_t k = dumps.size();
-        dumps.emplace_back();
-        if (k >= dump_segs.size()) {  // too many dumps: validate the wire format only
+        const size_t k = ndumps++;
+        if (k >= nsegs) {  // too many dumps: validate the wire format only
           while (!single.done()) {
             int f3, w3;
             if (!single.tag(&f3, &w3) || !single.skip(f3, w3)) break;
@@ -465,10 +491,10 @@ std::string parse_entry_dump(const TableConfig& cfg, const uint8_t* data, size_t
   if (e->num_count > cfg.dim)
     return std::to_string(e->num_count) + " embedding values, table dim is " +
            std::to_string(cfg.dim);
-  if (dumps.size() != dump_segs.size())
-    return std::to_string(dumps.size()) + " optimizer dumps, the table's optimizers need " +
-           std::to_string(dump_segs.size());
-  for (size_t k = 0; k < dump_segs.size(); ++k) {
+  if (ndumps != nsegs)
+    return std::to_string(ndumps) + " optimizer dumps, the table's optimizers need " +
+           std::to_string(nsegs);
+  for (size_t k = 0; k < nsegs; ++k) {
     const Segment& s = cfg.segments[dump_segs[k]];
     if (dumps[k].member != dump_field(s.opt.kind))
       return "segment " + std::to_string(dump_segs[k]) + " dump is '" +

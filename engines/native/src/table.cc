@@ -323,6 +323,8 @@ void Table::write(const int64_t* ids, const float* values, int64_t n, int64_t re
         const int64_t a = mine[j + 8];
         if (rows[a] != Partition::kEmpty)
           prefetch_row(parts_[part_of(h[a])]->row_ptr(rows[a]), D * 4);
+        else
+          parts_[part_of(h[a])]->prefetch(h[a]);  // upsert probes the home slot again
       }
       const int64_t i = mine[j];
       if (!keep.empty() && !keep[i]) continue;
@@ -467,6 +469,8 @@ void Table::apply_gradients(const int64_t* ids, const float* grads, int64_t n,
           const int64_t a = mine[j + 8];
           if (rows[a] != Partition::kEmpty)
             prefetch_row(parts_[part_of(h[a])]->row_ptr(rows[a]), row_words_ * 4);
+          else
+            parts_[part_of(h[a])]->prefetch(h[a]);  // upsert probes the home slot again
         }
         const int64_t i = mine[j];
         if (!keep.empty() && !keep[i]) continue;
@@ -483,6 +487,8 @@ void Table::apply_gradients(const int64_t* ids, const float* grads, int64_t n,
           const int64_t a = g.first[k + 8];
           if (rows[a] != Partition::kEmpty)
             prefetch_row(parts_[part_of(h[a])]->row_ptr(rows[a]), row_words_ * 4);
+          else
+            parts_[part_of(h[a])]->prefetch(h[a]);  // upsert probes the home slot again
         }
         const int64_t i = g.first[k];
         if (!keep.empty() && !keep[i]) continue;
