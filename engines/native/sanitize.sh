@@ -10,12 +10,14 @@
 # sys.modules by a tiny pytest plugin before anything imports engines.native._native_cpu.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PY=${PYTHON:-python}
+PY=$(command -v "${PYTHON:-python}")
+# Absolute, but not symlink-resolved: a venv's python must stay the venv's (it has nanobind).
+case "$PY" in /*) ;; *) PY="$PWD/$PY" ;; esac
 BUILD=${HASHLAB_SANITIZE_BUILD:-$ROOT/build/sanitize}
 CXX=${CXX:-g++}
 
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHASHLAB_SANITIZE=ON \
-  -DHASHLAB_CUDA=OFF -DPython_EXECUTABLE="$(command -v "$PY")" -DCMAKE_CXX_COMPILER="$CXX" \
+  -DHASHLAB_CUDA=OFF -DPython_EXECUTABLE="$PY" -DCMAKE_CXX_COMPILER="$CXX" \
   > "$BUILD.configure.log" 2>&1 || { cat "$BUILD.configure.log"; exit 1; }
 cmake --build "$BUILD" --target _native_cpu -j "$(nproc)"
 SO=$(ls "$BUILD"/engines/native/_native_cpu*.so | head -n1)
