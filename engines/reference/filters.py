@@ -23,14 +23,13 @@ import numpy as np
 from engines import api
 from engines.api import CheckpointError
 from engines.filters import MAX_COUNT, FilterSpec, filter_hash_int, signature
-from engines.formats.shards import find_shards, read_shards, shard_name, write_shards
-from engines.protos import embedding_hash_table_pb2 as pb
+from engines.formats import filter_dump
+from engines.formats.shards import find_shards
 
 SPLIT_MAX_STEP = 64          # HashFilter's probe length, and the cells padded after total_size
-SLIDING_MAX_STEP = 16        # probe length per split inside the sliding filter
-MAX_FORWARD_STEP = 2         # splits looked at from head forward (head, head+1)
+SLIDING_MAX_STEP = filter_dump.SLIDING_MAX_STEP   # probe length per split
+MAX_FORWARD_STEP = filter_dump.MAX_FORWARD_STEP   # splits looked at from head forward
 SLIDING_FILL_RATE = 1.2
-CELLS_PER_RECORD = 10000     # kMaxNumPerTfRecord
 _M64 = (1 << 64) - 1
 
 
@@ -228,95 +227,25 @@ class SlidingHashFilter(_ReferenceFilter):
     def failure_count(self) -> int:
         return self._failure_count
 
-    # ---- checkpoints (fsf §A.8) ----------------------------------------------------------
-    def _meta(self, split: SplitArray) -> pb.HashFilterSplitMetaDump:
-        # Keyword construction marks every proto2 field present, so zeros are serialized too.
-        return pb.HashFilterSplitMetaDump(
-            failure_count=split.failure_count, total_size=split.total_size,
-            num_elements=split.num_elements, fill_rate=split.fill_rate,
-            sliding_hash_filter_meta=pb.SlidingHashFilterMetaDump(
-                split_num=self.split_num, max_forward_step=MAX_FORWARD_STEP,
-                max_backward_step=self.max_backward_step, max_step=SLIDING_MAX_STEP,
-                head=self.head, head_increment=self.head_increment,
-                failure_count=self._failure_count))
-
+    # ---- checkpoints (fsf §A.8, engines/formats/filter_dump.py) -------------------------
     def _save(self, basename):
-        # Only the first split_num splits are saved, even when split_num < 5 splits exist.
-        shards = []
-        for split in self.splits[:self.split_num]:
-            records = [self._meta(split).SerializeToString()]
-            for off in range(0, len(split.cells), CELLS_PER_RECORD):
-                chunk = split.cells[off:off + CELLS_PER_RECORD].tolist()
-                records.append(pb.HashFilterSplitDataDump(offset=off, data=chunk)
-                               .SerializeToString())
-            shards.append(records)
-        return write_shards(basename, shards)
+        return filter_dump.save_sliding(basename, filter_dump.SlidingDump(
+            self.split_num, self.max_backward_step, self.head, self.head_increment,
+            self._failure_count,
+            [filter_dump.SplitDump(s.failure_count, s.total_size, s.num_elements, s.fill_rate,
+                                   s.cells) for s in self.splits]))
 
     def _restore(self, basename):
-        shards = read_shards(basename)               # every file read and CRC-checked first
-        n = len(shards)
-        names = [shard_name(basename, i, n) for i in range(n)]
-        metas = [self._check_meta(records, path) for records, path in zip(shards, names)]
-        if n != self.split_num:
-            raise CheckpointError(f"split_num: {self.split_num} doesn't match with: {n} files "
-                                  f"of hash filter checkpoint {basename}")
-        ring = {(m.sliding_hash_filter_meta.head, m.sliding_hash_filter_meta.head_increment,
-                 m.sliding_hash_filter_meta.failure_count) for m in metas}
-        if len(ring) != 1:
-            raise CheckpointError(f"{basename}: the split files disagree on head/head_increment/"
-                                  f"failure_count: {sorted(ring)}")
-        head, head_increment, failures = ring.pop()
-        if head >= len(self.splits):
-            raise CheckpointError(f"head: {head} is not a split index (< {len(self.splits)}) in "
-                                  f"{names[0]}")
-        cells = [self._staged_cells(self.splits[i], metas[i], shards[i], names[i])
-                 for i in range(n)]
-        # Everything is valid: commit.
-        for split, meta, new_cells in zip(self.splits, metas, cells):
-            split.failure_count = meta.failure_count
-            split.total_size = meta.total_size
-            split.num_elements = meta.num_elements
-            split.fill_rate = meta.fill_rate
-            split.cells = new_cells
-        self.head, self.head_increment, self._failure_count = head, head_increment, failures
-
-    def _check_meta(self, records: list[bytes], path: str) -> pb.HashFilterSplitMetaDump:
-        if not records:
-            raise CheckpointError(f"{path}: empty file, record 0 (HashFilterSplitMetaDump) is "
-                                  f"missing")
-        meta = _parse(pb.HashFilterSplitMetaDump, records[0], path, 0)
-        sliding = meta.sliding_hash_filter_meta
-        for name, expected in (("split_num", self.split_num),
-                               ("max_forward_step", MAX_FORWARD_STEP),
-                               ("max_backward_step", self.max_backward_step),
-                               ("max_step", SLIDING_MAX_STEP)):
-            got = getattr(sliding, name)
-            if got != expected:
-                raise CheckpointError(f"{name}: {expected} doesn't match with: {got} read from "
-                                      f"hash filter checkpoint file {path}")
-        if meta.total_size < 1:
-            raise CheckpointError(f"{path}: total_size must be >= 1, got {meta.total_size}")
-        return meta
-
-    @staticmethod
-    def _staged_cells(split: SplitArray, meta, records: list[bytes], path: str) -> np.ndarray:
-        # Monolith resizes the live array (keeping what it had) and overwrites what the data
-        # records cover; the files we write always cover every cell.
-        cells = np.zeros(meta.total_size + SPLIT_MAX_STEP, dtype=np.uint16)
-        keep = min(len(cells), len(split.cells))
-        cells[:keep] = split.cells[:keep]
-        for r, payload in enumerate(records[1:], start=1):
-            data = _parse(pb.HashFilterSplitDataDump, payload, path, r)
-            values = np.asarray(data.data, dtype=np.int64)
-            if data.offset + len(values) > len(cells):
-                raise CheckpointError(f"{path}: record {r}: cells [{data.offset}, "
-                                      f"{data.offset + len(values)}) exceed the split's "
-                                      f"{len(cells)} cells")
-            if len(values) and values.max() > 0xFFFF:
-                raise CheckpointError(f"{path}: record {r}: cell value {int(values.max())} does "
-                                      f"not fit 16 bits")
-            cells[data.offset:data.offset + len(values)] = values
-        return cells
+        dump = filter_dump.load_sliding(basename, self.split_num, self.max_backward_step,
+                                        [s.cells for s in self.splits])
+        for split, saved in zip(self.splits, dump.splits):    # everything is valid: commit
+            split.failure_count = saved.failure_count
+            split.total_size = saved.total_size
+            split.num_elements = saved.num_elements
+            split.fill_rate = saved.fill_rate
+            split.cells = saved.cells
+        self.head, self.head_increment = dump.head, dump.head_increment
+        self._failure_count = dump.failure_count
 
 
 class ProbabilisticFilter(_ReferenceFilter):
@@ -400,16 +329,6 @@ class XorShift:
         x ^= y ^ (y >> 26)
         self.s[1] = x
         return (x + y) & 0xFFFFFFFF
-
-
-def _parse(message_type, payload: bytes, path: str, index: int):
-    msg = message_type()
-    try:
-        msg.ParseFromString(payload)
-    except Exception as exc:  # protobuf's DecodeError
-        raise CheckpointError(f"{path}: record {index}: cannot parse "
-                              f"{message_type.DESCRIPTOR.name}: {exc}") from exc
-    return msg
 
 
 _KINDS = {"sliding": SlidingHashFilter, "probabilistic": ProbabilisticFilter,
