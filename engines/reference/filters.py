@@ -21,7 +21,6 @@ import abc
 import numpy as np
 
 from engines import api
-from engines.api import CheckpointError
 from engines.filters import MAX_COUNT, FilterSpec, filter_hash_int, signature
 from engines.formats import filter_dump
 from engines.formats.shards import find_shards
