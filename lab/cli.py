@@ -25,15 +25,22 @@ class UsageError(Exception):
 
 def cmd_engines(args) -> int:
     import engines
-    infos = engines.available()
+    infos, rejected = engines.available(), engines.rejected()
     if args.json:
-        print(json.dumps([{"name": i.name, "available": i.available, "reason": i.reason,
-                           "capabilities": i.capabilities.as_dict() if i.capabilities else None}
-                          for i in infos], indent=2))
+        listed = [{"name": i.name, "available": i.available, "reason": i.reason,
+                   "origin": i.origin, "broken": i.broken,
+                   "capabilities": i.capabilities.as_dict() if i.capabilities else None}
+                  for i in infos]
+        listed += [{"name": r.name, "available": False, "reason": r.reason, "origin": r.origin,
+                    "broken": True, "rejected": True, "capabilities": None} for r in rejected]
+        print(json.dumps(listed, indent=2))
         return 0
     for info in infos:
-        status = "available" if info.available else f"unavailable: {info.reason}"
+        status = ("available" if info.available else
+                  f"{'BROKEN' if info.broken else 'unavailable'}: {info.reason}")
         print(f"{info.name:12s} {status}")
+        if info.origin != "built-in":
+            print(f"{'':12s} {info.origin}")
         if info.capabilities is not None:
             caps = info.capabilities.as_dict()
             flags = [k for k, v in caps.items() if v is True]
@@ -41,6 +48,8 @@ def cmd_engines(args) -> int:
             print(f"{'':12s} optimizers: {', '.join(caps['optimizers'])}")
             print(f"{'':12s} filters: {', '.join(caps['filters'])}; "
                   f"features: {', '.join(flags) or '-'}")
+    for r in rejected:
+        print(f"{r.name:12s} REJECTED plug-in: {r.reason}\n{'':12s} {r.origin}")
     return 0
 
 
@@ -205,7 +214,8 @@ def cmd_env(args) -> int:
 def _add_selection(p, quick_help="shrink every scenario (its `quick` overrides)"):
     p.add_argument("--quick", action="store_true", help=quick_help)
     p.add_argument("--engines", nargs="+", metavar="ENGINE",
-                   help="engines to run (name or name:key=value,...; default: all available)")
+                   help="engines to run (name or name:key=value,...; module:Factory for an engine "
+                        "that is not installed; default: all available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
 
 

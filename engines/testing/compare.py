@@ -1,5 +1,6 @@
-"""Comparison helpers for the native-engine tests: EntryDump bytes decoded with protobuf and
-compared field by field, floats within an ulp bound (docs/semantics.md §4), everything else exact."""
+"""Comparison helpers for the cross-engine conformance tests: EntryDump bytes decoded with
+protobuf and compared field by field, floats within an ulp bound (docs/semantics.md §4),
+everything else exact."""
 from __future__ import annotations
 
 import numpy as np

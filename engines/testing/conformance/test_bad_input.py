@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import engines
-from helpers import ids, require, rows
+from engines.testing.helpers import ids, require, rows
+
+pytestmark = pytest.mark.conformance_area("bad input")
 
 PROBE = np.arange(-3, 8, dtype=np.int64)
 

@@ -11,7 +11,9 @@ import pytest
 
 import engines
 from engines.protos import embedding_hash_table_pb2 as pb
-from helpers import ids, require, rows
+from engines.testing.helpers import ids, require, rows
+
+pytestmark = pytest.mark.conformance_area("checkpoints")
 
 
 def _crc32c(data: bytes) -> int:
@@ -72,7 +74,7 @@ def test_two_segment_file_bytes(engine, tmp_path):               # fsf §B.2 vec
 
 
 def test_restore_independent_file_and_save_same_bytes(engine, tmp_path):   # §B.2 vector 3
-    require(engine, op="restore", optimizer="adagrad")
+    require(engine, op=("save", "restore"), optimizer="adagrad")
     src = tmp_path / "ext-00000-of-00001"
     src.write_bytes(frame(ADAGRAD))
     t = engine.create_table(engines.table_config(dim=2, optimizer="adagrad"))
@@ -103,7 +105,7 @@ def _victim(engine):
 @pytest.mark.parametrize("damage", ["flip_payload", "flip_length", "truncate", "garbage_record",
                                     "missing_shard", "stray_file", "mixed_counts"])
 def test_bad_checkpoint_raises_and_table_unchanged(engine, tmp_path, damage):
-    require(engine, op="restore", optimizer="adagrad")
+    require(engine, op=("save", "restore", "lookup_entry"), optimizer="adagrad")
     _sample_table(engine, tmp_path)
     shard1 = tmp_path / "good-00001-of-00002"
     data = bytearray(shard1.read_bytes())
@@ -140,7 +142,7 @@ def test_bad_checkpoint_raises_and_table_unchanged(engine, tmp_path, damage):
 @pytest.mark.parametrize("other", [dict(dim=3, optimizer="adagrad"), dict(dim=2, optimizer="sgd"),
                                    dict(dim=2, optimizer="ftrl")])
 def test_checkpoint_of_another_layout_is_rejected(engine, tmp_path, other):
-    require(engine, op="restore", optimizer=other["optimizer"])
+    require(engine, op=("save", "restore", "lookup_entry"), optimizer=other["optimizer"])
     _sample_table(engine, tmp_path)
     t = engine.create_table(engines.table_config(**other))
     t.assign(ids(1), rows([5] * other["dim"]))
@@ -151,7 +153,7 @@ def test_checkpoint_of_another_layout_is_rejected(engine, tmp_path, other):
 
 
 def test_shorter_num_keeps_initializer_tail(engine, tmp_path):     # core §1.5
-    require(engine, op="restore")
+    require(engine, op=("save", "restore"))
     small = engine.create_table(engines.table_config(dim=2))
     small.assign(ids(3), rows([2, 2]))
     small.save(str(tmp_path / "small"))
@@ -161,7 +163,7 @@ def test_shorter_num_keeps_initializer_tail(engine, tmp_path):     # core §1.5
 
 
 def test_longer_num_than_dim_is_rejected(engine, tmp_path):
-    require(engine, op="restore")
+    require(engine, op=("save", "restore"))
     big = engine.create_table(engines.table_config(dim=3))
     big.assign(ids(1), rows([1, 2, 3]))
     big.save(str(tmp_path / "big"))
@@ -183,7 +185,7 @@ def test_save_into_unwritable_place_leaves_nothing(engine, tmp_path):
 
 
 def test_resave_with_other_shard_count_replaces_old_set(engine, tmp_path):
-    require(engine, op="restore")
+    require(engine, op=("save", "restore"))
     t = engine.create_table(engines.table_config(dim=1))
     t.assign(np.arange(20, dtype=np.int64), np.ones((20, 1), np.float32))
     t.save(str(tmp_path / "t"), nshards=3)
@@ -214,7 +216,7 @@ def test_checkpoint_bytes_identical_to_numpy(engine, numpy_engine, tmp_path):
 
 
 def test_restore_across_engines(engine, numpy_engine, tmp_path):
-    require(engine, op="restore")
+    require(engine, op=("save", "restore", "lookup_entry"))
     src = numpy_engine.create_table(engines.table_config(dim=2))
     src.assign(ids(3, 4), rows([1, 2], [3, 4]), req_time=77)
     src.save(str(tmp_path / "x"))

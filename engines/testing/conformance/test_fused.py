@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 import engines
-from helpers import ids, require
+from engines.testing.helpers import ids, require
+
+pytestmark = pytest.mark.conformance_area("fused")
 
 
 def vocab_tables(engine, dims, fills):

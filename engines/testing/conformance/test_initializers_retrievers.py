@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 import engines
-from helpers import ids, require, rows
+from engines.testing.helpers import ids, require, rows
+
+pytestmark = pytest.mark.conformance_area("initializers")
 
 M64 = (1 << 64) - 1
 
@@ -81,7 +83,7 @@ def test_random_uniform_independent_of_order_and_batching(engine):
 
 # ---- retrievers ------------------------------------------------------------------------------
 def test_fixed_r8_lookup_is_fake_quantised(engine):                # §7.5 FakeQuantizer
-    require(engine, compressor="fixed_r8")
+    require(engine, compressor="fixed_r8", op="lookup_entry")
     t = engine.create_table(engines.table_config(dim=7, compressor="fixed_r8", r=5.0))
     s = np.float32(5.0) / np.float32(128)
     raw = rows([100, 0, 3.5, 1.4 * s, 1.6 * s, -1.4 * s, -1.6 * s])
@@ -104,7 +106,7 @@ def test_fp16_has_no_effect_in_training(engine):
 
 
 def _hashnet_table(engine):
-    require(engine, compressor="one_bit")
+    require(engine, compressor="one_bit", op="lookup_entry")
     cfg = engines.table_config(dim=1, compressor="one_bit", step_size=1000, amplitude=0.1,
                                init_scale=1.0)
     return engine.create_table(cfg, learning_rates=(1.0,))

@@ -10,7 +10,9 @@ import pytest
 import engines
 from engines.model_checkpoint import CheckpointManager
 from engines.protos import hash_table_ops_pb2
-from helpers import ids, require, rows
+from engines.testing.helpers import ids, require, rows
+
+pytestmark = pytest.mark.conformance_area("checkpoints")
 
 
 def sgd(engine, lr=1.0, hash_filter=None, **kw):
@@ -26,7 +28,7 @@ def test_name_conflict(engine, tmp_path):                          # #5
 
 
 def test_restore_from_another_table(engine, tmp_path):             # #13
-    require(engine, op="restore")
+    require(engine, op=("save", "restore"))
     m1 = CheckpointManager(tmp_path)
     t1 = sgd(engine)
     t1.assign(ids(1), rows(1))
@@ -40,7 +42,7 @@ def test_restore_from_another_table(engine, tmp_path):             # #13
 
 
 def test_restore_with_unknown_name_fails_clearly(engine, tmp_path):
-    require(engine, op="restore")
+    require(engine, op=("save", "restore"))
     m1 = CheckpointManager(tmp_path)
     m1.add_table("a/b:0", sgd(engine))
     m1.save(3)
@@ -52,7 +54,7 @@ def test_restore_with_unknown_name_fails_clearly(engine, tmp_path):
 
 
 def test_save_restore_hook(engine, tmp_path):                      # #20
-    require(engine, op="restore")
+    require(engine, op=("save", "restore"))
     t = sgd(engine)
     m = CheckpointManager(tmp_path)
     m.add_table("t", t)
@@ -64,7 +66,7 @@ def test_save_restore_hook(engine, tmp_path):                      # #20
 
 
 def test_restore_after_save(engine, tmp_path):                     # #21
-    require(engine, op="restore")
+    require(engine, op=("save", "restore"))
     t = sgd(engine)
     m = CheckpointManager(tmp_path, restore_after_save=True)
     m.add_table("t", t)
@@ -76,9 +78,10 @@ def test_restore_after_save(engine, tmp_path):                     # #21
     np.testing.assert_array_equal(t.lookup(ids(0)), rows(1))
 
 
+@pytest.mark.conformance_area("ttl")
 @pytest.mark.parametrize("op", ["assign_add", "apply_gradients"])
 def test_hook_feature_eviction(engine, tmp_path, op):              # #22, #23
-    require(engine, ttl=True)
+    require(engine, ttl=True, op=("save", "restore"))
     t = sgd(engine, expire_days=1)
     m = CheckpointManager(tmp_path, restore_after_save=True)
     m.add_table("t", t)
@@ -92,7 +95,7 @@ def test_hook_feature_eviction(engine, tmp_path, op):              # #22, #23
 
 
 def test_delete_save_path(engine, tmp_path):                       # #27
-    require(engine, op="restore", filter="sliding")
+    require(engine, op=("save", "restore"), filter="sliding")
     f = engine.create_hash_filter("sliding", capacity=300, split_num=7, occurrence_threshold=0)
     t = sgd(engine, hash_filter=f)
     m = CheckpointManager(tmp_path, max_to_keep=1)
@@ -110,6 +113,7 @@ def test_delete_save_path(engine, tmp_path):                       # #27
     np.testing.assert_array_equal(t.lookup(ids(0)), rows(1))
 
 
+@pytest.mark.conformance_area("filters")
 def test_gradients_with_hash_filter(engine):                       # #11
     require(engine, filter="sliding")
     f = engine.create_hash_filter("sliding", capacity=100, split_num=7, occurrence_threshold=3)
@@ -120,6 +124,7 @@ def test_gradients_with_hash_filter(engine):                       # #11
         np.testing.assert_allclose(t.lookup(ids(0, 1)).ravel(), want, rtol=1e-6)
 
 
+@pytest.mark.conformance_area("filters")
 def test_dedup_filter_sees_occurrence_count(engine):               # fsf §A.7
     require(engine, filter="sliding", dedup=True)
     f = engine.create_hash_filter("sliding", capacity=100, split_num=7, occurrence_threshold=2)
@@ -132,7 +137,7 @@ def test_dedup_filter_sees_occurrence_count(engine):               # fsf §A.7
 
 
 def test_table_and_filter_save_restore_together(engine, tmp_path):  # #29
-    require(engine, op="restore", filter="sliding")
+    require(engine, op=("save", "restore"), filter="sliding")
     f = engine.create_hash_filter("sliding", capacity=300, split_num=7, occurrence_threshold=2)
     t = sgd(engine, hash_filter=f)
     m = CheckpointManager(tmp_path)
@@ -152,6 +157,7 @@ def test_table_and_filter_save_restore_together(engine, tmp_path):  # #29
         assert [add(), add()] == [0, 1]
 
 
+@pytest.mark.conformance_area("filters")
 def test_assign_with_filter_skips_new_ids_only(engine):
     require(engine, filter="sliding")
     f = engine.create_hash_filter("sliding", capacity=300, split_num=7, occurrence_threshold=1)
@@ -161,6 +167,7 @@ def test_assign_with_filter_skips_new_ids_only(engine):
     np.testing.assert_array_equal(t.lookup(ids(1)), rows(6))
 
 
+@pytest.mark.conformance_area("filters")
 def test_dummy_filter_never_filters(engine, tmp_path):
     require(engine, filter="dummy")
     f = engine.create_hash_filter("dummy")

@@ -8,13 +8,16 @@ import pytest
 
 import engines
 from engines.protos import embedding_hash_table_pb2 as pb
-from helpers import ids, require
+from engines.testing.helpers import ids, require
+
+pytestmark = pytest.mark.conformance_area("optimizers")
 
 ID = ids(7)
 
 
-def table(engine, optimizer, dim, quirks=False, lr=0.1, **fields):
-    require(engine, optimizer=optimizer)
+def table(engine, optimizer, dim, quirks=False, lr=0.1, ops=(), **fields):
+    """A one-segment table; skips unless the engine declares the optimizer and `ops`."""
+    require(engine, optimizer=optimizer, op=ops)
     if quirks:
         require(engine, quirks=True)
     return engine.create_table(engines.table_config(dim=dim, optimizer=optimizer, **fields),
@@ -33,7 +36,7 @@ def dump_of(t, entry_id=ID):
 
 
 def restored(engine, t, tmp_path, name="r", quirks=False):
-    require(engine, op="restore")
+    require(engine, op=("save", "restore"))
     t.save(str(tmp_path / name))
     t2 = engine.create_table(t.spec.config, learning_rates=t.learning_rates,
                              monolith_quirks=quirks)
@@ -50,7 +53,7 @@ def test_sgd_basic(engine):
 
 
 def test_adagrad_basic_and_restored_copy_match(engine, tmp_path):
-    t = table(engine, "adagrad", 2, initial_accumulator_value=1.0)
+    t = table(engine, "adagrad", 2, ops=("lookup_entry",), initial_accumulator_value=1.0)
     close(step(t, [1, 2], lr=0.1), [-0.07071067, -0.08944272])
     t2 = restored(engine, t, tmp_path)
     step(t, [1, 1], lr=0.1)
@@ -104,7 +107,7 @@ def test_ftrl_l1_sign(engine, quirks, want):                            # core �
 
 
 def test_adadelta(engine):
-    t = table(engine, "adadelta", 2)
+    t = table(engine, "adadelta", 2, ops=("lookup_entry",))
     close(step(t, [10, 1], lr=0.01), [-0.0031607, -0.0030151])
     np.testing.assert_allclose(list(dump_of(t).opt.dump[0].adadelta.accum), [10, 0.1],
                                rtol=1e-5)
@@ -113,7 +116,7 @@ def test_adadelta(engine):
 
 @pytest.mark.parametrize("optimizer", ["adam", "amsgrad"])
 def test_adam_family(engine, optimizer):
-    t = table(engine, optimizer, 2)
+    t = table(engine, optimizer, 2, ops=("lookup_entry",))
     close(step(t, [10, 1], lr=0.01), [-0.00990099, -0.00909091])
     m = list(getattr(dump_of(t).opt.dump[0], optimizer).m)
     np.testing.assert_allclose(m, [1, 0.1], rtol=1e-6)
@@ -123,7 +126,7 @@ def test_adam_family(engine, optimizer):
 @pytest.mark.parametrize("quirks,want", [(False, -0.0198306), (True, -0.0771066)],
                          ids=["correct", "monolith_restore_bug"])
 def test_adam_restore_beta_powers(engine, tmp_path, quirks, want):     # core §3.5
-    t = table(engine, "adam", 1, quirks=quirks)
+    t = table(engine, "adam", 1, ops=("lookup_entry",), quirks=quirks)
     step(t, [10], lr=0.01)
     adam = dump_of(t).opt.dump[0].adam
     f = np.float32
@@ -133,7 +136,7 @@ def test_adam_restore_beta_powers(engine, tmp_path, quirks, want):     # core §
 
 
 def test_momentum(engine):
-    t = table(engine, "momentum", 2)
+    t = table(engine, "momentum", 2, ops=("lookup_entry",))
     close(step(t, [10, 1], lr=0.01), [-0.1, -0.01])
     close(step(t, [10, 1], lr=0.01), [-0.29, -0.029])
     np.testing.assert_allclose(list(dump_of(t).opt.dump[0].momentum.n), [-0.19, -0.019],
@@ -153,7 +156,7 @@ def test_rmsprop_uses_config_learning_rate(engine):
 
 
 def test_rmspropv2(engine):
-    t = table(engine, "rmspropv2", 2)
+    t = table(engine, "rmspropv2", 2, ops=("lookup_entry",))
     close(step(t, [10, 1], lr=0.01), [-0.0090909, -0.005])
     close(step(t, [10, 1], lr=0.01), [-0.0158549, -0.0092045])
     np.testing.assert_allclose(list(dump_of(t).opt.dump[0].rmspropv2.n), [190, 1.9],
@@ -161,14 +164,14 @@ def test_rmspropv2(engine):
 
 
 def test_moving_average(engine):
-    t = table(engine, "moving_average", 2)
+    t = table(engine, "moving_average", 2, ops=("lookup_entry",))
     close(step(t, [10, 1]), [1.0, 0.1])
     close(step(t, [10, 1]), [1.9, 0.19])
     assert len(dump_of(t).opt.dump) == 0            # moving_average dumps nothing
 
 
 def test_batch_softmax_basic(engine, tmp_path):
-    t = table(engine, "batch_softmax", 1)
+    t = table(engine, "batch_softmax", 1, ops=("lookup_entry",))
     close(step(t, [2], lr=0.1, global_step=1), [0.1])
     assert dump_of(t).opt.dump[0].batch_softmax.global_step == 1
     t2 = restored(engine, t, tmp_path)
@@ -236,7 +239,7 @@ def test_combine_optimizers(engine, tmp_path):
 
 
 def test_entry_accessor_save_restore(engine, tmp_path):
-    t = table(engine, "adagrad", 1, initial_accumulator_value=0.1)
+    t = table(engine, "adagrad", 1, ops=("lookup_entry",), initial_accumulator_value=0.1)
     t.apply_gradients(ID, np.ones((1, 1), np.float32), req_time=100, learning_rates=[1.0])
     close(t.lookup(ID)[0], [-0.95346254])
     t2 = restored(engine, t, tmp_path)

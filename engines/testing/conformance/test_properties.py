@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engines
-from helpers import require
+from engines.testing.helpers import require
+
+pytestmark = pytest.mark.conformance_area("ops")
 
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -37,10 +40,11 @@ def test_sgd_dedup_equals_no_dedup(engine, data):
     np.testing.assert_array_equal(a.lookup(probe), b.lookup(probe))
 
 
+@pytest.mark.conformance_area("checkpoints")
 @SETTINGS
 @given(data=st.data())
 def test_save_restore_round_trip_is_identity(engine, data, tmp_path_factory):
-    require(engine, op="restore", optimizer="adam")
+    require(engine, op=("save", "restore", "lookup_entry", "save_as_tensor"), optimizer="adam")
     cfg = engines.table_config(dim=2, optimizer="adam", expire_days=10**6)   # no TTL drops
     t = engine.create_table(cfg, learning_rates=(0.01,))
     for _ in range(data.draw(st.integers(1, 4))):

@@ -6,7 +6,9 @@ import pytest
 
 import engines
 from engines.protos import embedding_hash_table_pb2 as pb
-from helpers import ids, require, rows
+from engines.testing.helpers import ids, require, rows
+
+pytestmark = pytest.mark.conformance_area("ops")
 
 
 def sgd_table(engine, dim=1, lr=1.0, **kw):
@@ -130,8 +132,9 @@ def test_gradients_with_different_ids(engine):                    # §7.1 #10
     np.testing.assert_allclose(t.lookup(ids(0, 1)), rows(0.1, 0.2), rtol=1e-6)
 
 
+@pytest.mark.conformance_area("checkpoints")
 def test_save_restore(engine, tmp_path):                          # §7.1 #12, §7.2 SaveRestore
-    require(engine, op="save")
+    require(engine, op=("save", "restore"))
     t = sgd_table(engine)
     t.assign_add(ids(-1, 1), rows(1, 2))
     files = t.save(str(tmp_path / "t"))
@@ -142,8 +145,9 @@ def test_save_restore(engine, tmp_path):                          # §7.1 #12, �
     assert t2.size() == 2
 
 
+@pytest.mark.conformance_area("checkpoints")
 def test_restore_clears_first(engine, tmp_path):                  # §7.1 #28
-    require(engine, op="restore")
+    require(engine, op=("save", "restore"))
     t = sgd_table(engine)
     t.assign_add(ids(0), rows(1))
     t.save(str(tmp_path / "t"))
@@ -154,6 +158,7 @@ def test_restore_clears_first(engine, tmp_path):                  # §7.1 #28
     assert t.size() == 1
 
 
+@pytest.mark.conformance_area("checkpoints")
 def test_restore_not_found(engine, tmp_path):                     # §7.1 #19
     require(engine, op="restore")
     t = sgd_table(engine)
@@ -161,8 +166,9 @@ def test_restore_not_found(engine, tmp_path):                     # §7.1 #19
         t.restore(str(tmp_path / "missing"))
 
 
+@pytest.mark.conformance_area("checkpoints")
 def test_two_tables_whose_name_is_prefix(engine, tmp_path):       # §7.1 #30
-    require(engine, op="restore")
+    require(engine, op=("save", "restore"))
     t1, t10 = sgd_table(engine), sgd_table(engine)
     t1.assign(ids(1), rows(1))
     t10.assign(ids(1), rows(10))
@@ -173,8 +179,9 @@ def test_two_tables_whose_name_is_prefix(engine, tmp_path):       # §7.1 #30
     np.testing.assert_array_equal(fresh.lookup(ids(1)), rows(1))
 
 
+@pytest.mark.conformance_area("checkpoints")
 def test_save_restore_many_shards(engine, tmp_path):              # §7.2 SaveRestoreMultithreaded
-    require(engine, op="save")
+    require(engine, op=("save", "restore"))
     t = sgd_table(engine)
     n = 26_000
     all_ids = np.arange(-13_000, 13_000, dtype=np.int64)
@@ -187,6 +194,7 @@ def test_save_restore_many_shards(engine, tmp_path):              # §7.2 SaveRe
     np.testing.assert_array_equal(t2.lookup(all_ids).ravel(), np.arange(n, dtype=np.float32))
 
 
+@pytest.mark.conformance_area("checkpoints")
 def test_automatic_shard_count(engine, tmp_path):                 # core §2.8 step 2
     require(engine, op="save")
     t = sgd_table(engine)
@@ -202,8 +210,9 @@ def _ttl_roundtrip(engine, tmp_path, table, probe):
     return fresh, fresh.lookup(probe)
 
 
+@pytest.mark.conformance_area("ttl")
 def test_feature_eviction_assign_add(engine, tmp_path):           # §7.1 #14
-    require(engine, ttl=True)
+    require(engine, ttl=True, op=("save", "restore"))
     t = sgd_table(engine, expire_days=1)
     max_ts = 10_000_000
     t.assign_add(ids(1), rows(1), req_time=max_ts - 86_401)
@@ -214,8 +223,9 @@ def test_feature_eviction_assign_add(engine, tmp_path):           # §7.1 #14
     np.testing.assert_array_equal(t.lookup(ids(1, 2, 3)), rows(1, 2, 3))   # memory unchanged
 
 
+@pytest.mark.conformance_area("ttl")
 def test_feature_eviction_apply_gradients(engine, tmp_path):      # §7.1 #15
-    require(engine, ttl=True)
+    require(engine, ttl=True, op=("save", "restore"))
     t = sgd_table(engine, expire_days=1)
     max_ts = 10_000_000
     for i, age in ((1, 86_401), (2, 86_399), (3, 0)):
@@ -224,8 +234,9 @@ def test_feature_eviction_apply_gradients(engine, tmp_path):      # §7.1 #15
     np.testing.assert_array_equal(got, rows(0, -2, -3))
 
 
+@pytest.mark.conformance_area("ttl")
 def test_entry_ttl_zero(engine, tmp_path):                        # §7.1 #16: `>=`, not `>`
-    require(engine, ttl=True)
+    require(engine, ttl=True, op=("save", "restore"))
     t = sgd_table(engine, expire_days=0)
     t.assign_add(ids(-1, 1), rows(1, 2))
     files = t.save(str(tmp_path / "z"))
@@ -234,16 +245,18 @@ def test_entry_ttl_zero(engine, tmp_path):                        # §7.1 #16: `
     np.testing.assert_array_equal(got, rows(0, 0))
 
 
+@pytest.mark.conformance_area("ttl")
 def test_entry_ttl_not_zero(engine, tmp_path):                    # §7.1 #17
-    require(engine, ttl=True)
+    require(engine, ttl=True, op=("save", "restore"))
     t = sgd_table(engine, expire_days=3600)
     t.assign_add(ids(-1, 1), rows(1, 2))
     _, got = _ttl_roundtrip(engine, tmp_path, t, ids(-1, 1))
     np.testing.assert_array_equal(got, rows(1, 2))
 
 
+@pytest.mark.conformance_area("ttl")
 def test_entry_ttl_by_slots(engine, tmp_path):                    # §7.1 #18
-    require(engine, ttl=True)
+    require(engine, ttl=True, op=("save", "restore"))
     t = sgd_table(engine, expire_days=3600, slot_expire_days={1: 0, 2: 1})
     probe = ids(1 << 48, 2 << 48)
     t.assign_add(probe, rows(1, 2), req_time=100)
@@ -254,9 +267,10 @@ def test_entry_ttl_by_slots(engine, tmp_path):                    # §7.1 #18
     np.testing.assert_array_equal(got, rows(0, 2))
 
 
+@pytest.mark.conformance_area("ttl")
 @pytest.mark.parametrize("req_times", [(0, 0), (100, 100)])
 def test_ttl_same_req_time_keeps_everything(engine, tmp_path, req_times):   # §7.1 #24-#26
-    require(engine, ttl=True)
+    require(engine, ttl=True, op=("save", "restore"))
     t = sgd_table(engine, expire_days=1)
     t.apply_gradients(ids(1), rows(1), req_time=req_times[0])
     t.apply_gradients(ids(2), rows(2), req_time=req_times[1])
@@ -264,8 +278,9 @@ def test_ttl_same_req_time_keeps_everything(engine, tmp_path, req_times):   # §
     np.testing.assert_array_equal(got, rows(-1, -2))
 
 
+@pytest.mark.conformance_area("ttl")
 def test_one_time_evict_by_slot(engine, tmp_path):                # §7.2 Evict.OneTimeEvict
-    require(engine, ttl=True)
+    require(engine, ttl=True, op=("save", "restore"))
     t = sgd_table(engine, expire_days=14, slot_expire_days={0: 0, 1: 5, 2: 6})
     probe = ids(1 << 48, 2 << 48, 3 << 48)
     t.assign(probe, rows(3, 5, 7), req_time=1234)
@@ -274,8 +289,9 @@ def test_one_time_evict_by_slot(engine, tmp_path):                # §7.2 Evict.
     np.testing.assert_array_equal(got, rows(0, 5, 7))
 
 
+@pytest.mark.conformance_area("ttl")
 def test_fid_v1_slots(engine, tmp_path):                          # issue: v1 and v2 slots
-    require(engine, ttl=True)
+    require(engine, ttl=True, op=("save", "restore"))
     cfg = engines.table_config(dim=1, expire_days=3600, slot_expire_days={1: 0})
     t = engine.create_table(cfg, learning_rates=(1.0,), fid_version=1)
     probe = ids(1 << 54, 1 << 48)           # v1 slot 1 (evicted) / v1 slot 0 (kept)

@@ -1,0 +1,23 @@
+"""The pytest plugin of the conformance suite: its command-line options.
+
+pytest loads it automatically wherever hashtable-lab is installed (the `pytest11` entry point),
+or explicitly with `-p engines.testing.plugin`. It imports nothing heavy and adds no fixtures,
+so other projects' test runs do not notice it; the suite's fixtures, engine parametrization
+and summary live in engines/testing/conformance/conftest.py and apply to the suite only.
+"""
+from __future__ import annotations
+
+STATEFUL_EXAMPLES = 60
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("hashtable-lab", "hashtable-lab conformance suite (engines.testing)")
+    group.addoption(
+        "--hashlab-engine", action="append", default=[], metavar="ENGINE",
+        help="run the conformance suite on ENGINE: an engine name (built-in or plug-in) or "
+             "module:Factory, optionally followed by :key=value,... options; repeat for "
+             "several. Default: $HASHLAB_ENGINES (comma-separated), else every engine.")
+    group.addoption(
+        "--hashlab-stateful-examples", type=int, default=STATEFUL_EXAMPLES, metavar="N",
+        help=f"random op sequences the stateful test runs per engine "
+             f"(default {STATEFUL_EXAMPLES})")
