@@ -21,3 +21,9 @@ def pytest_addoption(parser):
         "--hashlab-stateful-examples", type=int, default=STATEFUL_EXAMPLES, metavar="N",
         help=f"random op sequences the stateful test runs per engine "
              f"(default {STATEFUL_EXAMPLES})")
+
+
+def pytest_configure(config):
+    if config.getoption("hashlab_engine"):
+        from engines.testing.selection import params_for
+        params_for(config)     # a bad --hashlab-engine is a usage error before collection
