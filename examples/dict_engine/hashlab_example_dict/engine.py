@@ -131,7 +131,7 @@ class DictEngine(Engine):
         initializers=frozenset({"zeros", "ones", "constants"}),
         compressors=frozenset({"fp32"}),
         filters=frozenset(),
-        fused=False, ttl=False, dedup=True, multi_segment=False, quirks=False)
+        fused=True, ttl=False, dedup=True, multi_segment=False, quirks=False)
 
     def _create_table(self, spec, learning_rates, hash_filter, seed, monolith_quirks):
         if hash_filter is not None:
