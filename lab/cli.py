@@ -46,7 +46,7 @@ def cmd_engines(args) -> int:
             flags = [k for k, v in caps.items() if v is True]
             print(f"{'':12s} ops: {', '.join(caps['ops'])}")
             print(f"{'':12s} optimizers: {', '.join(caps['optimizers'])}")
-            print(f"{'':12s} filters: {', '.join(caps['filters'])}; "
+            print(f"{'':12s} filters: {', '.join(caps['filters']) or '-'}; "
                   f"features: {', '.join(flags) or '-'}")
     for r in rejected:
         print(f"{r.name:12s} REJECTED plug-in: {r.reason}\n{'':12s} {r.origin}")

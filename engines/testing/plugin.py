@@ -1,9 +1,10 @@
 """The pytest plugin of the conformance suite: its command-line options.
 
 pytest loads it automatically wherever hashtable-lab is installed (the `pytest11` entry point),
-or explicitly with `-p engines.testing.plugin`. It imports nothing heavy and adds no fixtures,
-so other projects' test runs do not notice it; the suite's fixtures, engine parametrization
-and summary live in engines/testing/conformance/conftest.py and apply to the suite only.
+or explicitly with `-p engines.testing.plugin`. It adds options only: no fixtures, and no
+engine is loaded unless `--hashlab-engine` is given (importing it imports the `engines`
+package, i.e. numpy and protobuf). The suite's fixtures, engine parametrization and summary
+live in engines/testing/conformance/conftest.py and apply to the suite's tests only.
 """
 from __future__ import annotations
 
