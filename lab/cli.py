@@ -25,6 +25,7 @@ class UsageError(Exception):
 
 def cmd_engines(args) -> int:
     import engines
+    from engines.registry import BUILT_IN
     infos, rejected = engines.available(), engines.rejected()
     if args.json:
         listed = [{"name": i.name, "available": i.available, "reason": i.reason,
@@ -39,7 +40,7 @@ def cmd_engines(args) -> int:
         status = ("available" if info.available else
                   f"{'BROKEN' if info.broken else 'unavailable'}: {info.reason}")
         print(f"{info.name:12s} {status}")
-        if info.origin != "built-in":
+        if info.origin != BUILT_IN:
             print(f"{'':12s} {info.origin}")
         if info.capabilities is not None:
             caps = info.capabilities.as_dict()
