@@ -169,7 +169,10 @@ class TfraTable(api.Table):
     def _save(self, basename, nshards):
         self._not_declared("save")
 
-    def _restore(self, basename):
+    def _stage_restore(self, basename):
+        self._not_declared("restore")
+
+    def _commit_restore(self, staged):
         self._not_declared("restore")
 
     def _save_as_tensor(self, shard_idx, num_shards, limit, offset):

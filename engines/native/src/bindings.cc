@@ -7,6 +7,7 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
 #include <cstring>
@@ -98,6 +99,13 @@ int64_t checked_count(int64_t n, int64_t dim) {
 
 }  // namespace
 
+// A parsed checkpoint waiting for Table.commit_restore (opaque to Python).
+struct StagedRestore {
+  hashlab::Staged st;
+  int64_t dim = 0;
+  bool used = false;
+};
+
 NB_MODULE(_native_cpu, m) {
   m.doc() = "hashtable-lab native CPU engine (C++ core; see engines/native/README.md)";
   hashlab::binding::register_errors();
@@ -113,6 +121,8 @@ NB_MODULE(_native_cpu, m) {
   m.def("crc32c_has_hw", &hashlab::crc32c_has_hw);
   m.def("mix64", [](int64_t x) { return hashlab::mix64(static_cast<uint64_t>(x)); });
   m.def("filter_hash", [](int64_t x) { return hashlab::filter_hash(x); });
+
+  nb::class_<StagedRestore>(m, "StagedRestore");
 
   nb::class_<Pool>(m, "Pool")
       .def(nb::init<int>(), "threads"_a)
@@ -299,9 +309,25 @@ NB_MODULE(_native_cpu, m) {
         nb::gil_scoped_release rel;
         return t.save(basename, nshards);
       }, "basename"_a, "nshards"_a)
+      .def("stage_restore", [](Table& t, const std::string& basename) {
+        auto staged = std::make_unique<StagedRestore>();
+        {
+          nb::gil_scoped_release rel;
+          staged->st = t.stage_restore(basename);
+        }
+        staged->dim = t.dim();
+        return staged;
+      }, "basename"_a)
+      .def("commit_restore", [](Table& t, StagedRestore& staged) {
+        if (staged.used) throw std::invalid_argument("staged: this restore was committed already");
+        if (staged.dim != t.dim()) throw std::invalid_argument("staged: staged for another table");
+        nb::gil_scoped_release rel;
+        t.commit_restore(staged.st);
+        staged.used = true;
+      }, "staged"_a)
       .def("restore", [](Table& t, const std::string& basename) {
         nb::gil_scoped_release rel;
-        t.restore(basename);
+        t.commit_restore(t.stage_restore(basename));
       }, "basename"_a)
       .def("save_as_tensor", [](Table& t, int64_t shard_idx, int64_t num_shards, int64_t limit,
                                 int64_t offset) {

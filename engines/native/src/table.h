@@ -43,7 +43,11 @@ class Table {
 
   // table_checkpoint.cc (the files themselves are shard_codec.h's)
   std::vector<std::string> save(const std::string& basename, int64_t nshards) const;
-  void restore(const std::string& basename);
+  // Restore in two steps (a model restores many tables all-or-nothing): stage reads and parses
+  // everything without touching the table; commit replaces the content (fails only on
+  // out-of-memory, and then leaves the table as it was).
+  Staged stage_restore(const std::string& basename) const;
+  void commit_restore(const Staged& st);
   Blobs save_as_tensor(int64_t shard_idx, int64_t num_shards, int64_t limit, int64_t offset,
                        int64_t* new_offset) const;
 

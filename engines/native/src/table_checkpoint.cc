@@ -37,13 +37,13 @@ Blobs Table::save_as_tensor(int64_t shard_idx, int64_t num_shards, int64_t limit
                                         new_offset);
 }
 
-void Table::restore(const std::string& basename) {
-  // Stage: read, CRC-check and parse everything; the table is not touched.
-  const Staged st = ShardCodec(cfg_, *pool_).read(basename);
+Staged Table::stage_restore(const std::string& basename) const {
+  return ShardCodec(cfg_, *pool_).read(basename);
+}
+
+void Table::commit_restore(const Staged& st) {
   const int T = pool_->size();
   const int64_t D = cfg_.dim, W = cfg_.state_words, stride = D + W;
-
-  // Commit.
   std::unique_lock<std::shared_mutex> lk(mu_);
   const int64_t n = st.size();
   BigVector<uint64_t> h = hash_all(st.ids.data(), n);
