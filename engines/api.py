@@ -1,4 +1,4 @@
-"""The engine interface every hashtable-lab engine implements (see DESIGN.md).
+"""The engine interface every hashtable-lab engine implements (see docs/architecture.md).
 
 Public methods of `Table`, `HashFilter` and `Engine` validate their arguments here, once, and then
 call the engine's `_`-prefixed implementation with clean numpy arrays. Engines therefore never
