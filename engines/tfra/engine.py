@@ -1,5 +1,5 @@
 """The "tfra" engine: TensorFlow Recommenders-Addons' dynamic embedding as a peer, out of
-process (TFRA cannot be imported next to our TF 2.21; see shared/spec/toolchain.md).
+process (TFRA cannot be imported next to our TF 2.21; see docs/toolchain.md).
 
 Tables live in a worker process started with the TFRA venv's python (engines/tfra/env.py);
 this side validates input (engines.api), ships arrays over a versioned pipe protocol and
