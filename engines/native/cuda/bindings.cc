@@ -370,16 +370,14 @@ NB_MODULE(_native_cuda, m) {
                                static_cast<size_t>(dumps.offsets[i + 1] - dumps.offsets[i])));
         return nb::make_tuple(new_offset, out);
       }, "shard_idx"_a, "num_shards"_a, "limit"_a, "offset"_a)
-      // Every file is read, CRC-checked and parsed before the device table changes; the
-      // device loads distinct ids, the last record of each (a later record replaces an
-      // earlier one entirely).
+      // Every file is read, CRC-checked and parsed before the device table changes.
       .def("stage_restore", [](GpuTable& t, const std::string& basename) {
         auto staged = std::make_unique<StagedRestore>();
         nb::gil_scoped_release rel;
         const hashlab::TableConfig& cfg = t.config();
         const hashlab::Staged st = hashlab::ShardCodec(cfg, codec_pool()).read(basename);
         const int64_t stride = cfg.dim + cfg.state_words;
-        for (int64_t i : hashlab::last_record_of_each_id(st)) {
+        for (int64_t i = 0; i < st.size(); ++i) {  // ids are unique (the codec checks)
           staged->ids.push_back(st.ids[i]);
           staged->ts.push_back(st.ts[i]);
           staged->num_count.push_back(static_cast<int32_t>(st.num_count[i]));

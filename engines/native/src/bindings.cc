@@ -101,9 +101,8 @@ int64_t checked_count(int64_t n, int64_t dim) {
 
 // A parsed checkpoint waiting for Table.commit_restore (opaque to Python).
 struct StagedRestore {
-  hashlab::Staged st;
-  int64_t dim = 0;
-  bool used = false;
+  std::unique_ptr<Table::Restored> content;
+  const Table* table = nullptr;  // only the table that staged it may commit it
 };
 
 NB_MODULE(_native_cpu, m) {
@@ -313,17 +312,16 @@ NB_MODULE(_native_cpu, m) {
         auto staged = std::make_unique<StagedRestore>();
         {
           nb::gil_scoped_release rel;
-          staged->st = t.stage_restore(basename);
+          staged->content = t.stage_restore(basename);
         }
-        staged->dim = t.dim();
+        staged->table = &t;
         return staged;
       }, "basename"_a)
       .def("commit_restore", [](Table& t, StagedRestore& staged) {
-        if (staged.used) throw std::invalid_argument("staged: this restore was committed already");
-        if (staged.dim != t.dim()) throw std::invalid_argument("staged: staged for another table");
+        if (!staged.content) throw std::invalid_argument("staged: already committed");
+        if (staged.table != &t) throw std::invalid_argument("staged: staged by another table");
         nb::gil_scoped_release rel;
-        t.commit_restore(staged.st);
-        staged.used = true;
+        t.commit_restore(std::move(staged.content));
       }, "staged"_a)
       .def("restore", [](Table& t, const std::string& basename) {
         nb::gil_scoped_release rel;

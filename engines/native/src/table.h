@@ -46,8 +46,12 @@ class Table {
   // Restore in two steps (a model restores many tables all-or-nothing): stage reads and parses
   // everything without touching the table; commit replaces the content (fails only on
   // out-of-memory, and then leaves the table as it was).
-  Staged stage_restore(const std::string& basename) const;
-  void commit_restore(const Staged& st);
+  struct Restored {  // a complete new content: fresh partitions and their max timestamp
+    std::vector<std::unique_ptr<Partition>> parts;
+    int64_t max_ts = 0;
+  };
+  std::unique_ptr<Restored> stage_restore(const std::string& basename) const;
+  void commit_restore(std::unique_ptr<Restored> content);
   Blobs save_as_tensor(int64_t shard_idx, int64_t num_shards, int64_t limit, int64_t offset,
                        int64_t* new_offset) const;
 

@@ -37,43 +37,39 @@ Blobs Table::save_as_tensor(int64_t shard_idx, int64_t num_shards, int64_t limit
                                         new_offset);
 }
 
-Staged Table::stage_restore(const std::string& basename) const {
-  return ShardCodec(cfg_, *pool_).read(basename);
-}
-
-void Table::commit_restore(const Staged& st) {
+// The new content is built beside the live one (fresh partitions, sized exactly), so the
+// commit is a swap that cannot fail, and a table being restored stays readable until then.
+// The price: old and new content are both in memory for a moment.
+std::unique_ptr<Table::Restored> Table::stage_restore(const std::string& basename) const {
+  const Staged st = ShardCodec(cfg_, *pool_).read(basename);  // ids are unique
   const int T = pool_->size();
   const int64_t D = cfg_.dim, W = cfg_.state_words, stride = D + W;
-  std::unique_lock<std::shared_mutex> lk(mu_);
   const int64_t n = st.size();
+  auto out = std::make_unique<Restored>();
+  for (int p = 0; p < kPartitions; ++p) out->parts.push_back(std::make_unique<Partition>(row_words_));
   BigVector<uint64_t> h = hash_all(st.ids.data(), n);
   std::vector<int64_t> per_part(kPartitions, 0);
   for (int64_t i = 0; i < n; ++i) ++per_part[part_of(h[i])];
-  pool_->run([&](int t) {  // allocate first: a bad_alloc here leaves the table as it was
-    for (int p = t; p < kPartitions; p += T) parts_[p]->reserve_total(per_part[p]);
-  });
-  for (auto& p : parts_) p->clear();
   std::vector<BigVector<int64_t>> own(static_cast<size_t>(T));
   pool_->run([&](int t) {
+    for (int p = t; p < kPartitions; p += T) out->parts[p]->reserve(per_part[p]);
     own_positions(h.data(), n, t, &own[t]);
     const BigVector<int64_t>& mine = own[t];
     const int64_t m = static_cast<int64_t>(mine.size());
     constexpr int64_t kAhead = 16;  // prefetch home slots this many records ahead
     for (int64_t j = 0; j < std::min(m, kAhead); ++j)
-      parts_[part_of(h[mine[j]])]->prefetch(h[mine[j]]);
+      out->parts[part_of(h[mine[j]])]->prefetch(h[mine[j]]);
     for (int64_t j = 0; j < m; ++j) {
       if (j + kAhead < m) {
         const uint64_t ha = h[mine[j + kAhead]];
-        parts_[part_of(ha)]->prefetch(ha);
+        out->parts[part_of(ha)]->prefetch(ha);
       }
       const int64_t i = mine[j];
       const int64_t id = st.ids[i];
-      Partition& part = *parts_[part_of(h[i])];
-      uint32_t r = part.find(id, h[i]);
-      if (r == Partition::kEmpty) r = part.insert_new(id, h[i]);
-      float* row = part.row_ptr(r);
-      // A later record of an id replaces the earlier one entirely. State words and the
-      // timestamp are overwritten below, so only a short embedding needs the initializer.
+      Partition& part = *out->parts[part_of(h[i])];
+      float* row = part.row_ptr(part.insert_new(id, h[i]));
+      // A short embedding keeps its initializer tail (core §1.5); state words and the
+      // timestamp come from the record.
       if (st.num_count[i] < D) init_row(row, id);
       const float* src = st.row(i, stride);
       memcpy(row, src, static_cast<size_t>(st.num_count[i]) * 4);
@@ -81,7 +77,14 @@ void Table::commit_restore(const Staged& st) {
       set_ts(row, st.ts[i]);
     }
   });
-  for (int64_t i = 0; i < n; ++i) max_ts_ = std::max(max_ts_, st.ts[i]);
+  for (int64_t i = 0; i < n; ++i) out->max_ts = std::max(out->max_ts, st.ts[i]);
+  return out;
+}
+
+void Table::commit_restore(std::unique_ptr<Restored> content) {
+  std::unique_lock<std::shared_mutex> lk(mu_);
+  parts_.swap(content->parts);
+  max_ts_ = std::max(max_ts_, content->max_ts);
 }
 
 }  // namespace hashlab
