@@ -13,8 +13,8 @@ stay safe.
 """
 from __future__ import annotations
 
-from engines.api import (Capabilities, CheckpointError, Engine, EngineInfo, EngineUnavailable,
-                         HashFilter, Table)
+from engines.api import Capabilities, Engine, EngineInfo, HashFilter, Requirements, Table
+from engines.errors import CheckpointError, EngineUnavailable
 from engines.config import TableSpec, parse_table_config, table_config
 from engines.lr import PolynomialDecay
 from engines.registry import (BrokenPlugin, available, get, info, names, register, rejected,
@@ -22,7 +22,7 @@ from engines.registry import (BrokenPlugin, available, get, info, names, registe
 
 __all__ = [
     "BrokenPlugin", "Capabilities", "CheckpointError", "Engine", "EngineInfo",
-    "EngineUnavailable", "HashFilter", "Table", "TableSpec", "PolynomialDecay", "available",
-    "get", "info", "names", "parse_table_config", "register", "rejected", "table_config",
-    "unregister",
+    "EngineUnavailable", "HashFilter", "Requirements", "Table", "TableSpec", "PolynomialDecay",
+    "available", "get", "info", "names", "parse_table_config", "register", "rejected",
+    "table_config", "unregister",
 ]

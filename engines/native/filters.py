@@ -11,12 +11,11 @@ from engines.formats.shards import find_shards
 
 
 class NativeHashFilter(api.HashFilter):
-    def __init__(self, spec, engine_name: str = "native-cpu"):
-        from engines.native.cpu import native_module
-        mod = native_module()
+    """A filter of the _native_cpu module (`module`); the GPU engine uses these too."""
+
+    def __init__(self, spec, mod):
         self.spec = spec
         self.kind = spec.kind
-        self.engine_name = engine_name
         thresholds = np.ascontiguousarray(spec.thresholds, np.int32)
         if spec.kind == "sliding":
             self._f = mod.Filter.sliding(spec.capacity, spec.split_num, thresholds)
@@ -31,6 +30,11 @@ class NativeHashFilter(api.HashFilter):
 
     def add(self, fid: int, count: int) -> int:
         return self._f.add(fid, count)
+
+    def admit(self, ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """uint8 mask of the absent ids (offered in batch order, with their counts) that may
+        enter a table: one call per batch, the whole pass in C++."""
+        return self._f.admit(ids, counts)
 
     def get(self, fid: int) -> int:
         return self._f.get(fid)
@@ -57,18 +61,20 @@ class NativeHashFilter(api.HashFilter):
             [filter_dump.SplitDump(s["failure_count"], s["total_size"], s["num_elements"],
                                    s["fill_rate"], s["cells"]) for s in st["splits"]]))
 
-    def _restore(self, basename):
+    def _stage_restore(self, basename):
         if self.kind == "dummy":
             return None
         if self.kind == "probabilistic":
             find_shards(basename)       # as Monolith: the file set must exist
             return None
         st = self._f.sliding_state()
-        dump = filter_dump.load_sliding(basename, st["split_num"], st["max_backward_step"],
+        return filter_dump.load_sliding(basename, st["split_num"], st["max_backward_step"],
                                         [s["cells"] for s in st["splits"]])
+
+    def _commit_restore(self, dump):
+        if dump is None:
+            return
         self._f.sliding_set_state(
             dump.head, dump.head_increment, dump.failure_count,
             [(s.total_size, s.num_elements, s.fill_rate, s.failure_count, s.cells)
              for s in dump.splits])
-
-

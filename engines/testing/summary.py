@@ -81,13 +81,13 @@ def render(results: list[Result]) -> list[str]:
         undeclared, other = collections.Counter(), collections.Counter()
         for r in per_engine:
             if r.engine == engine and r.outcome == SKIPPED:
-                what = _NOT_DECLARED.match(r.reason)
-                if what:
-                    undeclared[what.group(1)] += 1
+                lacking = _NOT_DECLARED.match(r.reason)
+                if lacking:            # count each missing capability once per test
+                    undeclared.update(lacking.group(1).split(", "))
                 else:
                     other[r.reason] += 1
         if undeclared:
-            lines += _wrap(f"{engine} skipped, not declared:",
+            lines += _wrap(f"{engine} skipped, lacking:",
                            [f"{what} ({n})" for what, n in undeclared.most_common()])
         lines += [f"{engine} skipped ({n}): {why}" for why, n in other.most_common()]
         failed = [r.nodeid for r in per_engine if r.engine == engine and r.outcome == FAILED]

@@ -65,21 +65,22 @@ def _report(when, outcome, reason=""):
 
 def test_summary_counts_areas_reasons_and_failures():
     results = [summary.Result(f"m.py::t{k}[e]", area, "e") for k, area in
-               enumerate(["ops", "ops", "ttl", "ops", "fused"])]
+               enumerate(["ops", "ops", "ttl", "ops", "ttl"])]
     results[0].update(_report("call", "passed"))
     results[1].update(_report("setup", "passed"))
     results[1].update(_report("call", "failed"))
     results[2].update(_report("setup", "skipped", "engine e does not declare TTL"))
     results[3].update(_report("call", "passed"))
     results[3].update(_report("teardown", "failed"))
+    results[4].update(_report("setup", "skipped", "engine e does not declare op save, TTL"))
     shared = summary.Result("m.py::t_shared", "ops", None)
     shared.update(_report("call", "passed"))
     lines = summary.render([r for r in results + [shared] if r.outcome])
     assert lines[:4] == ["passed/failed/skipped per capability area:",
                          "area                     e",
                          "ops                  1/2/0",
-                         "ttl                  0/0/1"]
-    assert "e skipped, not declared: TTL (1)" in lines
+                         "ttl                  0/0/2"]
+    assert "e skipped, lacking: TTL (2), op save (1)" in lines
     assert "e FAILED 2: m.py::t1[e], m.py::t3[e]" in lines
     assert lines[-1] == "engine-independent checks: 1 passed"
     assert summary.render([]) == []

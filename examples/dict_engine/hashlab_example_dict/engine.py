@@ -115,7 +115,10 @@ class DictTable(Table):
     def _save(self, basename, nshards):
         raise NotImplementedError("example-dict does not save checkpoints")
 
-    def _restore(self, basename):
+    def _stage_restore(self, basename):
+        raise NotImplementedError("example-dict does not restore checkpoints")
+
+    def _commit_restore(self, staged):
         raise NotImplementedError("example-dict does not restore checkpoints")
 
     def _save_as_tensor(self, shard_idx, num_shards, limit, offset):
