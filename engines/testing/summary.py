@@ -92,10 +92,10 @@ def render(results: list[Result]) -> list[str]:
         lines += [f"{engine} skipped ({n}): {why}" for why, n in other.most_common()]
         failed = [r.nodeid for r in per_engine if r.engine == engine and r.outcome == FAILED]
         if failed:
-            shown = ", ".join(nodeid.rsplit("/", 1)[-1] for nodeid in failed[:_MAX_FAILED_SHOWN])
+            shown = [nodeid.rsplit("/", 1)[-1] for nodeid in failed[:_MAX_FAILED_SHOWN]]
             more = len(failed) - _MAX_FAILED_SHOWN
-            lines.append(f"{engine} FAILED {len(failed)}: {shown}"
-                         + (f" and {more} more" if more > 0 else ""))
+            lines += _wrap(f"{engine} FAILED {len(failed)}:",
+                           shown + ([f"and {more} more"] if more > 0 else []))
     shared = collections.Counter(r.outcome for r in results if r.engine is None)
     if shared:
         lines.append("engine-independent checks: " + ", ".join(

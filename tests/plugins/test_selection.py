@@ -82,5 +82,11 @@ def test_summary_counts_areas_reasons_and_failures():
                          "ttl                  0/0/2"]
     assert "e skipped, lacking: TTL (2), op save (1)" in lines
     assert "e FAILED 2: m.py::t1[e], m.py::t3[e]" in lines
+    many = [summary.Result(f"d/m.py::test_{k:02d}[e]", "ops", "e", outcome="failed")
+            for k in range(12)]
+    failed = summary.render(many)[3:]
+    assert failed[0].startswith("e FAILED 12: m.py::test_00[e], m.py::test_01[e],")
+    assert failed[-1].endswith("m.py::test_07[e], and 4 more")
+    assert all(len(line) <= 100 for line in failed)
     assert lines[-1] == "engine-independent checks: 1 passed"
     assert summary.render([]) == []
