@@ -2,6 +2,7 @@
 0 success, 1 a failed check (parity failure, regression), 2 bad usage.
 
   hashlab engines [--json]                       list engines, availability, capabilities
+  hashlab scenarios [NAME [--quick]]             the catalog; NAME printed as a TOML file
   hashlab report [--quick] [--engines ...] [--scenarios ...] [--out reports/NAME]
   hashlab bench [--quick] [--engines ...] [--scenarios ...] [--save FILE]
   hashlab run FILE [--engines ...] [--json OUT]  a user scenario file (TOML/JSON)
@@ -17,6 +18,7 @@ import os
 import sys
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SCENARIOS_DOC = "docs/scenarios.md"
 
 
 class UsageError(Exception):
@@ -42,6 +44,31 @@ def cmd_engines(args) -> int:
             print(f"{'':12s} filters: {', '.join(caps['filters'])}; "
                   f"features: {', '.join(flags) or '-'}")
     return 0
+
+
+def cmd_scenarios(args) -> int:
+    from lab import scenarios
+    from lab.scenarios.files import dump_toml
+    if args.name is None:
+        for s in scenarios.catalog():
+            variants = len(s.variants())
+            size = f"{variants} variants" if variants > 1 else "1 scenario"
+            about = s.description if len(s.description) <= 72 else \
+                s.description[:71].rsplit(" ", 1)[0] + " ..."
+            print(f"{s.name:24s} {size:12s} {about}")
+        print(f"\n`hashlab scenarios NAME > my.toml` prints one as a file for `hashlab run`; "
+              f"fields: {SCENARIOS_DOC}")
+        return EXIT_OK
+    found = [s for s in scenarios.catalog() if s.name == args.name]
+    if not found:
+        raise UsageError(f"scenarios: unknown scenario {args.name!r}; known: "
+                         f"{scenarios.names()}")
+    scenario = found[0].quick_version() if args.quick else found[0]
+    header = (f"hashlab scenario {scenario.name!r} from the built-in catalog"
+              f"{' (its --quick size)' if args.quick else ''}.\n"
+              f"Edit and run it with: hashlab run FILE.toml   (fields: {SCENARIOS_DOC})")
+    print(dump_toml(scenario, header), end="")
+    return EXIT_OK
 
 
 # ---- shared helpers ------------------------------------------------------------------------
@@ -218,6 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_engines)
 
+    p = sub.add_parser("scenarios", help="list the scenario catalog, or print one as TOML",
+                       description="Without NAME: the built-in scenarios. With NAME: that "
+                                   "scenario as a TOML file `hashlab run` accepts, to copy and "
+                                   f"edit. Every field is described in {SCENARIOS_DOC}.")
+    p.add_argument("name", nargs="?", metavar="NAME", help="a catalog scenario to print")
+    p.add_argument("--quick", action="store_true", help="print its --quick size")
+    p.set_defaults(func=cmd_scenarios)
+
     p = sub.add_parser("report", help="parity + performance report of the scenario catalog")
     _add_selection(p)
     p.add_argument("--scenarios", nargs="+", metavar="NAME", help="catalog scenarios to run")
@@ -236,7 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON output (default reports/bench/latest.json)")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("run", help="run the scenarios of a TOML/JSON file (parity + timing)")
+    p = sub.add_parser("run", help="run the scenarios of a TOML/JSON file (parity + timing)",
+                       description="Run the scenarios of a TOML or JSON file: parity against "
+                                   "the numpy reference, then timing. The file format (every "
+                                   f"field, id distributions, ops) is in {SCENARIOS_DOC}; "
+                                   "`hashlab scenarios NAME` prints a catalog scenario as a "
+                                   "starting point.")
     p.add_argument("file", help="scenario file (.toml or .json)")
     _add_selection(p)
     p.add_argument("--scenarios", nargs="+", metavar="NAME", help="scenarios of the file")

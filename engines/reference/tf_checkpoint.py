@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 
-import tensorflow as tf
+from engines.reference.tf_runtime import tf
 
 from engines.api import CheckpointError
 from engines.formats import shards
