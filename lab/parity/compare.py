@@ -61,11 +61,17 @@ def _ints(actual, expected, what) -> Verdict:
                                f"reference {e.tolist() if e.size < 12 else e.shape}")
 
 
+def _repeated(field) -> bool:
+    # FieldDescriptor.label is gone in protobuf 7; is_repeated is missing from old runtimes.
+    flag = getattr(field, "is_repeated", None)
+    return flag if flag is not None else field.label == FieldDescriptor.LABEL_REPEATED
+
+
 def flatten_message(msg) -> tuple[list, list]:
     """(float values, every other field value) of a protobuf message, recursively."""
     floats, exact = [], []
     for field, value in msg.ListFields():
-        values = value if field.label == FieldDescriptor.LABEL_REPEATED else [value]
+        values = value if _repeated(field) else [value]
         for v in values:
             if field.type == FieldDescriptor.TYPE_MESSAGE:
                 f2, x2 = flatten_message(v)
