@@ -336,3 +336,70 @@ def test_log_axis_always_has_two_labelled_ticks():
         ticks = _labelled_ticks(ax, "y")
         assert 2 <= len(ticks) <= 12, (lo, hi, ticks)
         plt.close(fig)
+
+
+# ---- the page in a real browser -----------------------------------------------------------
+
+_PROBE = """<script>
+window.addEventListener("load", () => {
+  const page = document.documentElement;
+  const out = {
+    pageWidth: page.clientWidth, scrollWidth: page.scrollWidth,
+    images: [...document.images].map(i => ({src: i.getAttribute("src"),
+                                            ok: i.complete && i.naturalWidth > 0})),
+    tables: [...document.querySelectorAll("table")].map(t => {
+      const box = t.parentElement;
+      return {boxRight: box.getBoundingClientRect().right, tableWidth: t.scrollWidth,
+              boxWidth: box.clientWidth, boxScrolls: getComputedStyle(box).overflowX};
+    })};
+  const pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def _chromium():
+    import shutil
+    for name in ("chromium", "chromium-headless-shell", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _render(page_dir, width: int, tmp_path) -> dict:
+    """Load the page in headless Chromium at `width` CSS pixels; what the probe measured."""
+    import subprocess
+    probe = page_dir / f"probe-{width}.html"
+    probe.write_text((page_dir / "index.html").read_text().replace("</body>",
+                                                                    _PROBE + "</body>"))
+    env = dict(os.environ, TMPDIR=str(tmp_path), HOME=str(tmp_path))
+    try:
+        done = subprocess.run(
+            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--user-data-dir={tmp_path / f'chromium-{width}'}", "--hide-scrollbars",
+             f"--window-size={width},900", "--virtual-time-budget=15000", "--dump-dom",
+             probe.as_uri()], capture_output=True, text=True, timeout=180, env=env)
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
+    assert found, f"no probe output; chromium said: {done.stderr[-2000:]}"
+    return json.loads(html.unescape(found.group(1)))
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no headless Chromium here "
+                    "(scripts/setup-system.sh installs Debian's chromium)")
+@pytest.mark.parametrize("width", [1280, 700])
+def test_page_in_a_real_browser_images_load_and_tables_stay_inside(report, width, tmp_path):
+    seen = _render(report[0], width, tmp_path)
+    assert seen["images"] and all(i["ok"] for i in seen["images"]), seen["images"]
+    assert {i["src"] for i in seen["images"]} == set(report[1]["images"])
+    # nothing widens the page: wide tables scroll inside their own box
+    assert seen["scrollWidth"] <= seen["pageWidth"], seen
+    assert seen["tables"]
+    for t in seen["tables"]:
+        assert t["boxRight"] <= seen["pageWidth"] + 0.5, t
+        assert t["boxScrolls"] == "auto", t
+    if width == 700:       # at this width some table is wider than its box, and scrolls
+        assert any(t["tableWidth"] > t["boxWidth"] for t in seen["tables"])
