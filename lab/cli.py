@@ -365,6 +365,9 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"hashlab: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:            # `hashlab scenarios | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -253,7 +253,8 @@ def family(perf: pd.DataFrame, base: str, path: str,
             if metric == "throughput":
                 ci = throughput_ci(part)
                 seen = _hbars(ax, part, "ids_per_s", *(ci or (None, None)), engines, cats)
-                log_axis(ax, "x", "si", seen)
+                # room on the left, so the slowest bar is still a visible bar
+                log_axis(ax, "x", "si", seen + [min(seen) / 3] if seen else seen)
             elif metric == "cost":
                 ci = ratio_ci(part)
                 seen = _hbars(ax, part, "ratio_to_baseline", *(ci or (None, None)), engines,

@@ -54,7 +54,7 @@ def _si(value: float) -> str:
 
 
 def _times(value: float) -> str:
-    return f"{value:g}×"
+    return f"{_si(value)}×" if value >= 1000 else f"{value:g}×"
 
 
 _FORMATS = {"si": _si, "times": _times, "plain": lambda v: f"{v:g}"}
