@@ -167,6 +167,7 @@ def test_listing_engines_never_imports_tensorflow():
     code = ("import sys, engines; infos = {i.name: i for i in engines.available()}; "
             "assert infos['tensorflow'].available, infos['tensorflow'].reason; "
             "engines.get('tensorflow'); "
+            "from lab.cli import main; assert main(['engines']) == 0; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=_repo_root())
 
