@@ -329,7 +329,7 @@ def _header_facts(result) -> list[tuple[str, str]]:
             ("machine load", load_text),
             ("engines run", ", ".join(ran_engines(result)) or "none"),
             ("scenarios", str(len(result.meta.get("scenarios", [])))),
-            ("wall time", f"{result.meta.get('wall_seconds', 0):.0f} s")]
+            ("parity + timing", f"{result.meta.get('wall_seconds', 0):.0f} s wall time")]
 
 
 def _html(result, sections) -> str:

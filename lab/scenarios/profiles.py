@@ -108,7 +108,8 @@ def resize_notes(name: str) -> list[str]:
         overrides = r["resize"].get(s.name)
         if overrides is None:
             continue
-        changed = ", ".join(f"{k} {_plain(v)} (catalog: {_plain(getattr(s, k))})"
+        changed = ", ".join(f"{k} {_plain(v)}" + ("" if k == "ops" else
+                                                   f" (catalog: {_plain(getattr(s, k))})")
                             for k, v in overrides.items())
         notes.append(f"{s.name}: {changed}")
     return notes
@@ -118,7 +119,7 @@ def _plain(value) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     if isinstance(value, (tuple, list)):
-        return "[" + ", ".join(_op_text(v) for v in value) + "]"
+        return ", ".join(_op_text(v) for v in value)
     return str(value)
 
 
