@@ -170,6 +170,8 @@ def perf_view(perf: pd.DataFrame) -> pd.DataFrame:
             f"{lo:.3g}–{hi:.3g}" if lo == lo and hi == hi else ""
             for lo, hi in zip(perf["ratio_ci_low"], perf["ratio_ci_high"])]
     out["baseline"] = perf["baseline"]
+    if "measure" in perf.columns:            # "wall" clock or "simulated" device time
+        out["timed by"] = perf["measure"]
     if "unstable" in perf.columns:
         out["unstable"] = perf["unstable"].fillna(False).astype(bool)
     out["peak RSS (MB)"] = perf["peak_rss_mb"]
@@ -182,6 +184,16 @@ def sizes_view(meta: dict) -> pd.DataFrame:
                           r["prefill"], "ids per call": r["batch_size"], "steps": r["steps"],
                           "warm-up steps": r["warmup"], "threads": r["threads"]}
                          for r in rows])
+
+
+def load_from_rows(perf: pd.DataFrame) -> dict | None:
+    """The machine's load from the timing rows (`load_avg`, when the runner recorded it),
+    for runs whose own sampler did not (`hashlab bench` JSON)."""
+    if "load_avg" not in perf.columns or perf["load_avg"].dropna().empty:
+        return None
+    v = perf["load_avg"].dropna().astype(float)
+    return {"min": float(v.min()), "median": float(v.median()), "max": float(v.max()),
+            "samples": int(len(v))}
 
 
 def oracle_table():
@@ -216,7 +228,7 @@ def write_report(result, out_dir: str, asv_results: str = ".asv/results",
             os.unlink(os.path.join(out_dir, stale))
     hist = load_asv_history(asv_results)
     machine = result.meta.get("machine", {})
-    load = result.meta.get("load")
+    load = result.meta.get("load") or load_from_rows(result.perf)
     drawers = {
         "parity_matrix.png": lambda p: charts.parity_matrix(result.parity_summary, p,
                                                             ran=ran_engines(result)),
@@ -318,7 +330,7 @@ def _header_facts(result) -> list[tuple[str, str]]:
     commit = g.get("commit") or "not a git checkout"
     if g.get("dirty"):
         commit += " (uncommitted changes)"
-    load = result.meta.get("load")
+    load = result.meta.get("load") or load_from_rows(result.perf)
     load_text = (f"{load['min']:.1f}–{load['max']:.1f} (median {load['median']:.1f}; "
                  f"1-minute load average, sampled during the run)" if load else "not recorded")
     return [("created", result.meta.get("created", "")), ("commit", commit),

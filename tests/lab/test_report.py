@@ -183,6 +183,9 @@ def test_column_names_carry_units_and_direction(suite):
     assert "spread: IQR (ms)" in perf.columns            # no CI fields: the IQR instead
     ci = writer.perf_view(with_ci(suite.perf_passing()))
     assert "95% CI of the median (ms)" in ci.columns and "unstable" in ci.columns
+    assert "95% CI of the ratio (×)" in ci.columns and set(ci["timed by"]) == {"wall"}
+    assert writer.load_from_rows(with_ci(suite.perf))["median"] == 1.0
+    assert writer.load_from_rows(suite.perf) is None
     summary = writer.summary_table(suite)
     assert any("ulp" in c and "lower is better" in c for c in summary.columns)
     assert any("speedup over numpy" in c and "higher is better" in c for c in summary.columns)
