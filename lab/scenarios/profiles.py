@@ -27,21 +27,21 @@ DEFAULT = "default"
 # The reference engines save and restore a checkpoint entry by entry in Python: numpy about
 # 0.05 ms and tensorflow about 0.4 ms per entry and run on this project's 2-core machine, and
 # every engine runs a scenario twice (parity, then timing). At 1 M and 4 M entries that is
-# most of an hour; a 50th of the entries writes the same files, shard layout and code paths.
+# most of an hour; a 100th of the entries writes the same files, shard layout and code paths.
 _CHECKPOINT_OPS_4_SHARDS = ({"op": "save", "nshards": 4}, {"op": "restore", "fresh": True},
                             {"op": "size"})
 
 PROFILES: dict[str, dict[str, Any]] = {
     "default": {
-        "description": "The whole catalog, with the two checkpoint scenarios at a 50th of "
-                       "their entries (checkpoint_1m at 20,000, checkpoint_4m at 80,000 in "
+        "description": "The whole catalog, with the two checkpoint scenarios at a 100th of "
+                       "their entries (checkpoint_1m at 10,000, checkpoint_4m at 40,000 in "
                        "4 shards), because the reference engines write and read checkpoints "
                        "entry by entry in Python. `--full` runs them at 1 M and 4 M.",
         "out": "reports/latest",
         "quick": False,
         "resize": {
-            "checkpoint_1m": {"prefill": 20_000},
-            "checkpoint_4m": {"prefill": 80_000, "ops": _CHECKPOINT_OPS_4_SHARDS},
+            "checkpoint_1m": {"prefill": 10_000},
+            "checkpoint_4m": {"prefill": 40_000, "ops": _CHECKPOINT_OPS_4_SHARDS},
         },
     },
     "full": {
