@@ -273,6 +273,8 @@ def _sections(result, summary, perf, hist, images, notes, families, oracle,
         return (("image", name) if name in images
                 else ("note", f"{titles.get(name, name)}: {notes.get(name, '')}"))
     resized = result.meta.get("resized") or []
+    not_passed = parity_view(result, ("fail", "known_divergence"))
+    steps_failed = failing_steps(result).head(200)
     has_ci = {"ci_low_s", "ci_high_s"} <= set(perf.columns)
     out = [
         ("Summary", [f"Engines that ran, over every scenario. The speedup compares median "
@@ -292,10 +294,10 @@ def _sections(result, summary, perf, hist, images, notes, families, oracle,
                     f"(docs/semantics.md). Known, intended divergences are marked, not "
                     f"failed. The full engine × scenario table is in `parity.csv`."],
          [img("parity_matrix.png")]),
-        ("Failures and known divergences", ["Every engine-scenario pair that did not pass, "
-                                            "then every failing step."],
-         [("table", parity_view(result, ("fail", "known_divergence"))),
-          ("tall", failing_steps(result).head(200))]),
+        ("Failures and known divergences",
+         ["Every engine-scenario pair that did not pass, then every failing step."]
+         if len(not_passed) else [], [("table", not_passed), ("tall", steps_failed)]
+         if len(not_passed) else [("note", "None: every pair that ran passed.")]),
         ("Scenarios an engine could not run", ["Grouped by the reason the engine gives."],
          [("table", could_not_run(result))]),
         ("Performance",
@@ -307,8 +309,8 @@ def _sections(result, summary, perf, hist, images, notes, families, oracle,
           + ("Error bars and intervals: the 95% confidence interval of the median; "
              "hatched bars and `unstable` rows: the runner found the spread too wide to "
              "trust." if has_ci else
-             "This run recorded no confidence intervals (older timing data): the spread "
-             "column is the interquartile range.")],
+             "This run's timing data holds no confidence intervals: the spread column is "
+             "the interquartile range.")],
          [img("thread_scaling.png"), img("batch_scaling.png")]
          + [("image", name) for _, name in families]
          + [("note", f"{n}: {why}") for n, why in notes.items() if n.startswith("family_")]
