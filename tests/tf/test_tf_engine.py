@@ -160,7 +160,7 @@ def test_kernel_mode_exact_where_tf_matches(optimizer, fields):
 def test_import_engines_never_imports_tensorflow():
     code = ("import sys, engines, engines.reference.tf_engine, engines.tfra.engine; "
             "engines.names(); assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=_repo_root())
+    _run_python(code)
 
 
 def test_listing_engines_never_imports_tensorflow():
@@ -169,7 +169,7 @@ def test_listing_engines_never_imports_tensorflow():
             "engines.get('tensorflow'); "
             "from lab.cli import main; assert main(['engines']) == 0; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=_repo_root())
+    _run_python(code)
 
 
 def test_a_tf_table_is_quiet_and_leaves_no_autograph_files(tmp_path):
@@ -186,8 +186,7 @@ def test_a_tf_table_is_quiet_and_leaves_no_autograph_files(tmp_path):
             "os._exit(0)\n")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["TMPDIR"] = str(tmp_path)
-    done = subprocess.run([sys.executable, "-c", code], cwd=_repo_root(), env=env,
-                          capture_output=True, text=True, check=True)
+    done = _run_python(code, env=env, capture_output=True, text=True)
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("__autograph")]
     for banner in ("cpu_feature_guard", "oneDNN", "absl::InitializeLog"):
         assert banner not in done.stderr, done.stderr
@@ -199,7 +198,12 @@ def test_probe_reports_missing_tensorflow():
             "info = {i.name: i for i in engines.available()}['tensorflow']\n"
             "assert not info.available and info.reason.startswith("
             "'tensorflow is not installed'), info.reason\n")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=_repo_root())
+    _run_python(code)
+
+
+def _run_python(code: str, **kwargs):
+    """`code` in a fresh interpreter started in the repository root; raises if it fails."""
+    return subprocess.run([sys.executable, "-c", code], check=True, cwd=_repo_root(), **kwargs)
 
 
 def _repo_root():
