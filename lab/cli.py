@@ -2,7 +2,8 @@
 0 success, 1 a failed check (parity failure, regression), 2 bad usage.
 
   hashlab engines [--json]                       list engines, availability, capabilities
-  hashlab report [--quick] [--engines ...] [--scenarios ...] [--out reports/NAME]
+  hashlab scenarios [NAME [--quick]]             the catalog; NAME printed as a TOML file
+  hashlab report [--full | --quick] [--engines ...] [--scenarios ...] [--out DIR]
   hashlab bench [--quick] [--engines ...] [--scenarios ...] [--save FILE]
   hashlab run FILE [--engines ...] [--json OUT]  a user scenario file (TOML/JSON)
   hashlab gate CURRENT.json --baseline BASE.json [--threshold 1.10]
@@ -15,8 +16,10 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SCENARIOS_DOC = "docs/scenarios.md"
 
 
 class UsageError(Exception):
@@ -54,6 +57,31 @@ def cmd_engines(args) -> int:
     return 0
 
 
+def cmd_scenarios(args) -> int:
+    from lab import scenarios
+    from lab.scenarios.files import dump_toml
+    if args.name is None:
+        for s in scenarios.catalog():
+            variants = len(s.variants())
+            size = f"{variants} variants" if variants > 1 else "1 scenario"
+            about = s.description if len(s.description) <= 72 else \
+                s.description[:71].rsplit(" ", 1)[0] + " ..."
+            print(f"{s.name:24s} {size:12s} {about}")
+        print(f"\n`hashlab scenarios NAME > my.toml` prints one as a file for `hashlab run`; "
+              f"fields: {SCENARIOS_DOC}")
+        return EXIT_OK
+    found = [s for s in scenarios.catalog() if s.name == args.name]
+    if not found:
+        raise UsageError(f"scenarios: unknown scenario {args.name!r}; known: "
+                         f"{scenarios.names()}")
+    scenario = found[0].quick_version() if args.quick else found[0]
+    header = (f"hashlab scenario {scenario.name!r} from the built-in catalog"
+              f"{' (its --quick size)' if args.quick else ''}.\n"
+              f"Edit and run it with: hashlab run FILE.toml   (fields: {SCENARIOS_DOC})")
+    print(dump_toml(scenario, header), end="")
+    return EXIT_OK
+
+
 # ---- shared helpers ------------------------------------------------------------------------
 
 def _split(values):
@@ -74,10 +102,11 @@ def _engines(args):
     return choices, unusable
 
 
-def _scenarios(args, pool=None):
+def _scenarios(args, pool=None, quick=None):
     from lab import scenarios
     try:
-        return scenarios.select(_split(args.scenarios), quick=args.quick, scenarios=pool)
+        return scenarios.select(_split(args.scenarios),
+                                quick=args.quick if quick is None else quick, scenarios=pool)
     except scenarios.ScenarioError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -156,15 +185,51 @@ def cmd_run(args) -> int:
     return _parity_exit(result)
 
 
+def _report_profile(args) -> str:
+    from lab.scenarios import profiles
+    chosen = [name for name, on in (("full", args.full), ("quick", args.quick),
+                                    (args.profile, args.profile is not None)) if on]
+    if len(chosen) > 1:
+        raise UsageError(f"report: choose one of --full, --quick, --profile (got {chosen})")
+    return chosen[0] if chosen else profiles.DEFAULT
+
+
 def cmd_report(args) -> int:
     from lab.report import write_report
-    result = _run_suite(args, _scenarios(args))
-    written = write_report(result, args.out, asv_results=args.asv_results,
+    from lab.report.load import LoadSampler
+    from lab.report.writer import existing_kind, report_kind
+    from lab.scenarios import profiles
+    name = _report_profile(args)
+    try:
+        rules = profiles.rules(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    args.quick = bool(rules["quick"])
+    out = args.out or rules["out"]
+    selection = {k: v for k, v in (("scenarios", _split(args.scenarios)),
+                                   ("engines", _split(args.engines))) if v}
+    kind = report_kind({"profile": name, "selection": selection})
+    there = existing_kind(out)
+    if there is not None and there != kind and not args.overwrite:
+        raise UsageError(f"report: {out} holds a `{there}` report and this run is `{kind}`; "
+                         f"pass --out DIR for a folder of its own, or --overwrite")
+    scenario_list = _scenarios(args, profiles.catalog_for(name), quick=False)
+    print(f"hashlab report: profile {name!r}, {len(scenario_list)} scenarios -> {out}",
+          file=sys.stderr)
+    with LoadSampler() as load:
+        result = _run_suite(args, scenario_list)
+    result.meta.update(
+        profile=name, profile_description=rules["description"],
+        resized=profiles.resize_notes(name), selection=selection, load=load.summary(),
+        sizes=[{"scenario": s.name, "prefill": s.prefill, "batch_size": s.batch_size,
+                "steps": s.steps, "warmup": s.warmup, "threads": s.threads}
+               for s in scenario_list])
+    written = write_report(result, out, asv_results=args.asv_results,
                            with_oracle=not args.no_oracle)
-    result.save(os.path.join(args.out, "bench.json"))
+    result.save(os.path.join(out, "bench.json"))
     print(written["summary"].to_string(index=False))
-    for name, why in written["notes"].items():
-        print(f"(no {name}: {why})")
+    for chart, why in written["notes"].items():
+        print(f"(no {chart}: {why})")
     print(f"\nwrote {written['html']} (+ report.md, parity.csv, perf.csv, bench.json, "
           f"{len(written['images'])} charts)")
     if result.failed():
@@ -229,11 +294,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_engines)
 
-    p = sub.add_parser("report", help="parity + performance report of the scenario catalog")
-    _add_selection(p)
+    p = sub.add_parser("scenarios", help="list the scenario catalog, or print one as TOML",
+                       description="Without NAME: the built-in scenarios. With NAME: that "
+                                   "scenario as a TOML file `hashlab run` accepts, to copy and "
+                                   f"edit. Every field is described in {SCENARIOS_DOC}.")
+    p.add_argument("name", nargs="?", metavar="NAME", help="a catalog scenario to print")
+    p.add_argument("--quick", action="store_true", help="print its --quick size")
+    p.set_defaults(func=cmd_scenarios)
+
+    from lab.scenarios.profiles import PROFILES
+    p = sub.add_parser(
+        "report", help="parity + performance report of the scenario catalog",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Parity and performance of the scenario catalog as a web page.\n\n"
+                    "Profiles (each writes its own folder, so no kind of run replaces "
+                    "another):\n" + "\n".join(
+                        textwrap.fill(f"{n} ({r.get('out')}): {r['description']}", 88,
+                                      initial_indent="  ", subsequent_indent="      ")
+                        for n, r in PROFILES.items()))
+    _add_selection(p, quick_help="the `quick` profile: every scenario at its smoke-test size")
+    p.add_argument("--full", action="store_true",
+                   help="the `full` profile: the whole catalog at full size")
+    p.add_argument("--profile", metavar="NAME", help=f"a profile by name ({', '.join(PROFILES)})")
     p.add_argument("--scenarios", nargs="+", metavar="NAME", help="catalog scenarios to run")
-    p.add_argument("--out", default=os.path.join("reports", "latest"),
-                   help="output directory (default reports/latest)")
+    p.add_argument("--out", help="output directory (default: the profile's folder)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a report of another kind in --out")
     p.add_argument("--asv-results", default=os.path.join(".asv", "results"),
                    help="asv results directory for the history chart")
     p.add_argument("--no-oracle", action="store_true",
@@ -247,7 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON output (default reports/bench/latest.json)")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("run", help="run the scenarios of a TOML/JSON file (parity + timing)")
+    p = sub.add_parser("run", help="run the scenarios of a TOML/JSON file (parity + timing)",
+                       description="Run the scenarios of a TOML or JSON file: parity against "
+                                   "the numpy reference, then timing. The file format (every "
+                                   f"field, id distributions, ops) is in {SCENARIOS_DOC}; "
+                                   "`hashlab scenarios NAME` prints a catalog scenario as a "
+                                   "starting point.")
     p.add_argument("file", help="scenario file (.toml or .json)")
     _add_selection(p)
     p.add_argument("--scenarios", nargs="+", metavar="NAME", help="scenarios of the file")
@@ -285,6 +376,9 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"hashlab: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:            # `hashlab scenarios | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

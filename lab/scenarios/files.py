@@ -1,10 +1,14 @@
 """Scenario files: TOML (tomllib) or JSON, holding one scenario or a `scenarios` list.
+Every field, the id distributions and the ops are described in docs/scenarios.md;
+`hashlab scenarios NAME` prints any catalog scenario in this format.
 
     name = "my_lookup"          # TOML, one scenario
+    prefill = 10000             # ids 0..9999 hold random rows before step 0
     batch_size = 4096
     [ids]
     kind = "zipf"
     a = 1.2
+    vocab = 20000
     [[tables]]
     name = "t0"
     config = { dim = 32, optimizer = "adagrad" }
@@ -17,7 +21,12 @@ import json
 import os
 import tomllib
 
+from lab.scenarios import toml_writer
 from lab.scenarios.model import Scenario, ScenarioError
+
+# Field order of a printed scenario: what it is, its size, then its tables and ops.
+_TOML_ORDER = ("name", "description", "tags", "prefill", "batch_size", "steps", "warmup",
+               "threads", "dedup", "seed", "seconds_per_step", "ids", "sweep", "quick")
 
 
 def parse_text(text: str, fmt: str, where: str = "<text>") -> list[Scenario]:
@@ -57,3 +66,13 @@ def load_file(path: str) -> list[Scenario]:
 
 def dump_json(scenarios) -> str:
     return json.dumps({"scenarios": [s.to_dict() for s in scenarios]}, indent=2)
+
+
+def dump_toml(scenario: Scenario, header: str = "") -> str:
+    """One scenario as a TOML file that `load_file` reads back to the same scenario.
+    `header`: comment lines to put on top."""
+    data = scenario.to_dict()
+    if not data.get("params"):
+        data.pop("params", None)          # set only on sweep variants
+    comment = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.splitlines())
+    return comment + toml_writer.dumps(data, order=_TOML_ORDER)

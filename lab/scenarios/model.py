@@ -207,8 +207,16 @@ class Scenario:
     # ---- the size knob and sweeps -----------------------------------------------------
     def quick_version(self) -> "Scenario":
         """The `--quick` scenario: `quick` overrides applied (nested dicts merged)."""
+        return self.with_overrides(self.quick)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Scenario":
+        """This scenario with some fields replaced, in the form `quick` takes (an `ids`
+        mapping is merged field by field; `tables` / `ops` may be plain dicts). The result
+        has no `quick` of its own."""
+        _check_keys(overrides, {f.name for f in dataclasses.fields(Scenario)} - {
+            "name", "quick", "params"}, f"{self.name} overrides")
         changes = {}
-        for key, value in self.quick.items():
+        for key, value in overrides.items():
             current = getattr(self, key)
             if key == "ids" and isinstance(value, Mapping):
                 value = dataclasses.replace(current, **value)

@@ -88,11 +88,57 @@ def test_report_writes_the_directory(tmp_path, monkeypatch):
     from lab.report import writer
     monkeypatch.setattr(writer, "oracle_table", lambda: (None, "not in this test"))
     out = tmp_path / "reports" / "tiny"
-    assert main(["report", "--quick", "--engines", "numpy", "--scenarios", "zipf_training",
-                 "--out", str(out), "--asv-results", str(tmp_path), "--no-progress"]) == 0
+    assert main(["report", "--quick", "--engines", "numpy", "native-cpu", "--scenarios",
+                 "zipf_training", "--out", str(out), "--asv-results", str(tmp_path),
+                 "--no-progress"]) == 0
     for name in ("index.html", "report.md", "parity.csv", "perf.csv", "bench.json",
-                 "parity_matrix.png"):
+                 "parity_matrix.png", "family_zipf_training.png"):
         assert (out / name).exists(), name
+    meta = json.loads((out / "bench.json").read_text())
+    assert meta["profile"] == "quick" and meta["load"]["samples"] >= 2
+    assert meta["sizes"] == [{"scenario": "zipf_training", "prefill": 0, "batch_size": 2000,
+                              "steps": 4, "warmup": 1, "threads": 1}]
+
+
+def test_report_never_silently_replaces_another_kind_of_run(tmp_path, monkeypatch):
+    from lab.report import writer
+    from lab.scenarios import profiles
+    monkeypatch.setattr(writer, "oracle_table", lambda: (None, "not in this test"))
+    common = ["--scenarios", "ttl_eviction", "--out", str(tmp_path / "r"), "--no-oracle",
+              "--no-progress", "--asv-results", str(tmp_path)]
+    base = ["--engines", "numpy", *common]
+    assert main(["report", "--quick", *base]) == 0
+    assert main(["report", "--quick", *base]) == 0                 # the same kind: refreshed
+    assert main(["report", *base]) == 2                            # the default profile
+    assert main(["report", "--quick", "--engines", "numpy", "native-cpu", *common]) == 2
+    assert main(["report", *base, "--overwrite"]) == 0
+    assert json.loads((tmp_path / "r" / "bench.json").read_text())["profile"] == "default"
+    assert main(["report", "--quick", "--full", *base]) == 2
+    assert main(["report", "--profile", "nope", *base]) == 2
+    # each profile has a folder of its own
+    folders = [profiles.rules(n)["out"] for n in profiles.names()]
+    assert len(set(folders)) == len(folders)
+
+
+def test_report_profiles_resize_and_say_so():
+    from lab.scenarios import profiles
+    profiles.check()
+    default = {s.name: s for s in profiles.catalog_for("default")}
+    full = {s.name: s for s in profiles.catalog_for("full")}
+    resized = [n for n in default if n not in full]
+    assert resized and all("[" in n for n in resized)
+    for name in resized:
+        s = default[name]
+        assert s.prefill < full[s.base_name].prefill
+        assert s.params and name == f"{s.base_name}[" + ",".join(
+            f"{k}={v}" for k, v in s.params.items()) + "]"
+    notes = profiles.resize_notes("default")
+    assert len(notes) == len(resized) and all("catalog:" in n for n in notes)
+    assert all(s.steps == full[s.base_name].steps for s in default.values())
+    quick = profiles.catalog_for("quick")
+    assert [s.name for s in quick] == list(full)
+    assert [s.to_dict() for s in quick] == [s.quick_version().to_dict()
+                                            for s in profiles.catalog_for("full")]
 
 
 def test_env_create_tfra(monkeypatch, tmp_path, capsys):

@@ -122,3 +122,25 @@ def test_summary_orders_statuses(storage_scenario):
     s = summarize(rows)
     assert s.set_index("engine").status.to_dict() == {"e": "pass", "f": "fail"}
     assert s.set_index("engine").note["f"] == "bad"
+
+
+def test_entries_whose_bytes_differ_are_compared_by_value():
+    """lookup_entry outputs that differ in bytes are parsed and compared float by float (the
+    path TensorFlow's optimizer state takes), on the protobuf runtime installed here."""
+    import numpy as np
+
+    from engines.protos.embedding_hash_table_pb2 import EntryDump
+    from lab.parity.compare import EXACT, ULP, compare_outputs
+
+    def dump(value):
+        d = EntryDump()
+        d.id = 7
+        d.num.extend([np.float32(0.5), np.float32(value)])
+        return d.SerializeToString()
+    ref = [dump(1.0), b""]
+    one_ulp = [dump(np.nextafter(np.float32(1.0), np.float32(2.0))), b""]
+    near = compare_outputs({"entries": one_ulp}, {"entries": ref}, ULP)
+    assert near.ok and near.stats.max_ulp == 1, near.note
+    assert not compare_outputs({"entries": one_ulp}, {"entries": ref}, EXACT).ok
+    far = compare_outputs({"entries": [dump(1.5), b""]}, {"entries": ref}, ULP)
+    assert not far.ok and "not a valid" not in far.note
