@@ -71,9 +71,10 @@ def _scenarios(args, pool=None):
     from lab.scenarios.profiles import profile_scenarios
     try:
         if getattr(args, "profile", None):
-            if args.scenarios:
-                raise UsageError("--profile and --scenarios: choose one")
-            return profile_scenarios(args.profile, quick=args.quick)
+            if args.scenarios or args.quick:
+                raise UsageError("--profile chooses the scenarios and their sizes: leave out "
+                                 "--scenarios and --quick")
+            return profile_scenarios(args.profile)
         return scenarios.select(_split(args.scenarios), quick=args.quick, scenarios=pool)
     except scenarios.ScenarioError as exc:
         raise UsageError(str(exc)) from exc

@@ -86,22 +86,26 @@ def study(measure: str, pairs: int, out: str, thresholds, busy: bool) -> dict:
               f"{runs[-1]['load_start']} -> {runs[-1]['load_end']}", flush=True)
         return data
 
+    def save(done):
+        loads = [r[k] for r in runs for k in ("load_start", "load_end")]
+        result = {"measure": measure, "pairs": done, "runs": runs, "busy_core": busy,
+                  "load": {"min": min(loads), "mean": round(sum(loads) / len(loads), 2),
+                           "max": max(loads)}}
+        with open(os.path.join(out, f"results-{measure}.json"), "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)            # after every pair: usable if cut short
+        return result
+
     prev = run("same", 0, False)
     for i in range(1, pairs + 1):
         cur = run("same", i, False)
         slow = run("slow", i, True)
         th = f"{thresholds[0]:.2f}"
-        print(f"    pair {i} at {th}x: same code "
-              f"{'FAIL' if _verdicts(cur, prev, thresholds[:1])[th]['fail'] else 'pass'}, "
-              f"slowdown {'caught' if _verdicts(slow, prev, thresholds[:1])[th]['lookup_caught'] else 'missed'}",
-              flush=True)
+        false_alarm = _verdicts(cur, prev, thresholds[:1])[th]["fail"]
+        caught = _verdicts(slow, prev, thresholds[:1])[th]["lookup_caught"]
+        print(f"    pair {i} at {th}x: same code {'FAIL' if false_alarm else 'pass'}, "
+              f"slowdown {'caught' if caught else 'missed'}", flush=True)
         prev = cur
-    loads = [r[k] for r in runs for k in ("load_start", "load_end")]
-    result = {"measure": measure, "pairs": pairs, "runs": runs, "busy_core": busy,
-              "load": {"min": min(loads), "mean": round(sum(loads) / len(loads), 2),
-                       "max": max(loads)}}
-    with open(os.path.join(out, f"results-{measure}.json"), "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
+        result = save(i)
     return result
 
 

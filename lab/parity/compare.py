@@ -61,11 +61,19 @@ def _ints(actual, expected, what) -> Verdict:
                                f"reference {e.tolist() if e.size < 12 else e.shape}")
 
 
+def _is_repeated(field) -> bool:
+    """protobuf >= 5 says `is_repeated`; `label` (older releases) is gone in protobuf 7."""
+    flag = getattr(field, "is_repeated", None)
+    if flag is not None:
+        return bool(flag)
+    return field.label == FieldDescriptor.LABEL_REPEATED
+
+
 def flatten_message(msg) -> tuple[list, list]:
     """(float values, every other field value) of a protobuf message, recursively."""
     floats, exact = [], []
     for field, value in msg.ListFields():
-        values = value if field.label == FieldDescriptor.LABEL_REPEATED else [value]
+        values = value if _is_repeated(field) else [value]
         for v in values:
             if field.type == FieldDescriptor.TYPE_MESSAGE:
                 f2, x2 = flatten_message(v)

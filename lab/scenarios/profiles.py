@@ -19,7 +19,7 @@ class Profile:
     description: str
     scenarios: tuple                                  # catalog or variant names
     engines: tuple | None = None                      # default engines (--engines wins)
-    quick: bool = False                               # apply each scenario's `quick` first
+    quick: bool = False        # select from the `--quick` catalog (names are of its variants)
     overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
 
@@ -48,11 +48,12 @@ def profile(name: str) -> Profile:
     return PROFILES[name]
 
 
-def profile_scenarios(name: str, quick: bool = False) -> list[Scenario]:
-    """The concrete scenarios of a profile (overrides applied, sweeps expanded)."""
+def profile_scenarios(name: str) -> list[Scenario]:
+    """The concrete scenarios of a profile (overrides applied, sweeps expanded). A profile
+    fixes its own sizes, so there is no `--quick` on top of it."""
     prof = profile(name)
     pool = [s.with_overrides(prof.overrides.get(s.name, {})) for s in catalog()]
     unknown = sorted(set(prof.overrides) - {s.name for s in pool})
     if unknown:
         raise ScenarioError(f"profile {name!r}: overrides for unknown scenario(s) {unknown}")
-    return select(list(prof.scenarios), quick=quick or prof.quick, scenarios=pool)
+    return select(list(prof.scenarios), quick=prof.quick, scenarios=pool)

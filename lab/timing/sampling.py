@@ -102,36 +102,39 @@ def rss_bytes(proc: psutil.Process) -> int:
 
 
 def sample_scenario(scenario, engine, workdir: str, baselines: Baselines, sampling: Sampling,
-                    meter: Callable = wall_meter, skip: frozenset = frozenset()
-                    ) -> tuple[dict[int, OpSamples], int]:
+                    meter: Callable = wall_meter, skip: frozenset = frozenset(),
+                    observe: bool = True) -> tuple[dict[int, OpSamples], int]:
     """({op index: OpSamples}, peak RSS bytes) for one engine on one scenario. Warm-up steps
-    run with a plain wall clock and are dropped."""
+    run with a plain wall clock and are dropped. `observe=False` leaves out the machine
+    readings (RSS, load average): their varying values would change the process's heap
+    between runs, and with it the simulated mode's counts."""
     ex = ScenarioExecution(scenario, engine, workdir, capture=False, meter=wall_meter,
                            cycle=scenario.steps)
     ex.setup()
-    proc = psutil.Process()
-    peak = rss_bytes(proc)
+    proc = psutil.Process() if observe else None
+    peak = rss_bytes(proc) if observe else 0
     step, start = 0, time.perf_counter()
     least = scenario.warmup + scenario.steps
     while step < least or (time.perf_counter() - start < sampling.warmup_s
                            and step < sampling.max_warmup_steps):
-        _paired_step(ex, scenario, step, baselines, wall_meter, skip, {})
+        _paired_step(ex, scenario, step, baselines, wall_meter, skip, {}, observe)
         step += 1
     ex.meter = meter
     ops: dict[int, OpSamples] = {}
     start = time.perf_counter()
     while True:
-        _paired_step(ex, scenario, step, baselines, meter, skip, ops)
-        peak = max(peak, rss_bytes(proc))
+        _paired_step(ex, scenario, step, baselines, meter, skip, ops, observe)
+        if observe:
+            peak = max(peak, rss_bytes(proc))
         step += 1
         if sampling.done(list(ops.values()), time.perf_counter() - start):
             return ops, peak
 
 
-def _paired_step(ex, scenario, step, baselines, meter, skip, ops) -> None:
+def _paired_step(ex, scenario, step, baselines, meter, skip, ops, observe) -> None:
     """One step of the scenario, each engine call followed by its baseline; recorded in
     `ops`."""
-    load = os.getloadavg()[0]
+    load = os.getloadavg()[0] if observe else float("nan")
     for out in ex.run(steps=1, first_step=step, skip=skip):
         rec = ops.get(out.index)
         if rec is None:

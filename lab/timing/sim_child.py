@@ -48,7 +48,6 @@ def run_job(job: dict) -> list[dict]:
     spec = job["engine"]
     probe = engines.get(spec["name"], **spec["options"])
     choice = EngineChoice(spec["label"], spec["name"], spec["options"], probe.capabilities, {})
-    proc = psutil.Process()
     out = []
     for i, data in enumerate(job["scenarios"]):
         scenario = Scenario.from_dict(data)
@@ -65,15 +64,17 @@ def run_job(job: dict) -> list[dict]:
                              if skipped_op_reason(engine, op))
             ops, _ = sample_scenario(scenario, engine, os.path.join(work, "engine"),
                                      Baselines(os.path.join(work, "baseline")),
-                                     Sampling.fixed(scenario.steps), meter=meter, skip=skip)
+                                     Sampling.fixed(scenario.steps), meter=meter, skip=skip,
+                                     observe=False)
         except Exception as exc:          # reported by the parent, like a wall-clock failure
             entry["error"] = f"{type(exc).__name__}: {exc}"
             continue
-        if proc.children(recursive=True):
-            entry["error"] = ("the engine works in another process; callgrind counts only "
-                              "this one")
-            continue
         entry["ops"] = [dataclasses.asdict(ops[j]) for j in sorted(ops)]
+    # Only now: reading /proc would change this process's heap, and so later counts.
+    if psutil.Process().children(recursive=True):
+        for entry in out:
+            entry["error"] = entry["error"] or ("the engine works in another process; "
+                                                "callgrind counts only this one")
     return out
 
 

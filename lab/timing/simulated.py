@@ -13,8 +13,9 @@ module reads the dumps back and turns each into a cost:
 
 (instructions, plus level-1 and last-level cache misses weighted by typical latencies in
 cycles; the usual callgrind "estimated cycles"). The cache model is fixed (32 KiB 8-way L1s,
-8 MiB 16-way LL, 64-byte lines) rather than read from the host, and PYTHONHASHSEED is fixed, so
-two runs of the same code on one thread give identical counts.
+8 MiB 16-way LL, 64-byte lines) rather than read from the host, and the child gets a fixed
+minimal environment (`child_environment`), so two runs of the same code on one thread give
+identical counts.
 """
 from __future__ import annotations
 
@@ -78,6 +79,17 @@ def read_dumps(folder: str, prefix: str) -> dict[str, dict]:
     return out
 
 
+def child_environment() -> dict:
+    """A fixed, minimal environment: the child's heap layout (and so its counts) must not
+    depend on who started it from where, and no idle library thread pool (OpenBLAS starts
+    one per core) may run while a call is counted."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0",
+           "LC_ALL": "C.UTF-8", "TF_CPP_MIN_LOG_LEVEL": "2", "OPENBLAS_NUM_THREADS": "1",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.update((k, v) for k, v in os.environ.items() if k.startswith("HASHLAB_"))
+    return env
+
+
 def unavailable_reason() -> str | None:
     from lab.callgrind import unavailable_reason as why
     return why()
@@ -116,8 +128,11 @@ def _run_engine(choice, scenarios, workdir, imports) -> list[dict]:
         prefix = "callgrind.out"
         cmd = [*valgrind_command(os.path.join(root, prefix), log), sys.executable, "-P", "-m",
                "lab.timing.sim_child", job]
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+        env = child_environment()
+        load = os.getloadavg()[0]
+        proc = subprocess.run(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True)   # fixed stdio: same start
+        load = (load + os.getloadavg()[0]) / 2        # the rows' load_avg: over the child
         if proc.returncode != 0 or not os.path.exists(result):
             tail = (proc.stderr or "").strip().splitlines()[-5:]
             print(f"simulated: {choice.label} failed (exit {proc.returncode}): "
@@ -136,6 +151,7 @@ def _run_engine(choice, scenarios, workdir, imports) -> list[dict]:
             scenario = by_name[entry["scenario"]]
             for op in entry["ops"]:
                 rec, events = _with_costs(OpSamples(**op), counts)
+                rec.load = [load]
                 rows.append(perf_row(scenario, choice.label, rec, float("nan"), SIMULATED,
                                      TARGET, events))
         return rows
