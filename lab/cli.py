@@ -126,24 +126,26 @@ def _print_result(result) -> None:
             index=False))
         perf = result.perf
         if len(perf):
-            print()
-            print(_timing_view(perf).to_string(index=False))
+            title, view = _timing_view(perf)
+            print(f"\n{title}")
+            print(view.to_string(index=False))
         print("\nSummary:")
         print(summary_table(result).to_string(index=False))
 
 
 def _timing_view(perf):
-    """The timing table as printed: medians with their 95% CIs, marked when unstable."""
+    """(title, table) of the timing rows as printed: medians with their 95% CIs, marked when
+    unstable."""
     simulated = (perf["measure"] == "simulated").any()
     view = perf[["engine", "scenario", "op", "threads", "n_ids", "repeats"]].copy()
     if simulated:
-        print("Simulated cost (callgrind estimated cycles per call; ratio = engine / "
-              "baseline cost):")
+        title = ("Simulated cost (callgrind estimated cycles per call; ratio = engine / "
+                 "baseline cost):")
         view["cost"] = perf["median_cost"].map(lambda v: f"{v:.4g}")
         view["instructions"] = perf["instructions"].map(lambda v: f"{v:.4g}")
     else:
-        print("Timing (median of paired samples [95% CI]; ratio = engine / baseline time, "
-              "* = unstable):")
+        title = ("Timing (median of paired samples [95% CI]; ratio = engine / baseline time, "
+                 "* = unstable):")
         view["median"] = [f"{m * 1e3:.3f} ms [{lo * 1e3:.3f}-{hi * 1e3:.3f}]"
                           for m, lo, hi in zip(perf.median_s, perf.ci_low_s, perf.ci_high_s)]
         view["ids_per_s"] = perf["ids_per_s"].map(lambda v: f"{v:.3g}")
@@ -151,7 +153,7 @@ def _timing_view(perf):
                      for r, lo, hi, u in zip(perf.ratio_to_baseline, perf.ratio_ci_low,
                                              perf.ratio_ci_high, perf.unstable)]
     view["parity"] = perf["parity"]
-    return view
+    return title, view
 
 
 def _parity_exit(result) -> int:
