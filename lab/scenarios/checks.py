@@ -13,15 +13,16 @@ from typing import Any, Mapping
 LIMITS = {
     "steps": 10_000,                 # iterations of the ops sequence
     "warmup": 1_000,
-    "batch_size": 10_000_000,        # ids per op call (also an op's own `batch`)
-    "prefill": 100_000_000,
+    "batch_size": 4_000_000,         # ids per op call (also an op's own `batch`)
+    "prefill": 20_000_000,
+    "prefill_floats": 500_000_000,   # prefill x the tables' summed dims (2 GB of float32)
     "threads": 256,
     "tables": 64,
     "ops": 256,
     "variants": 256,                 # product of the sweep lists
     "nshards": 1_024,                # save's shard count (-1 = the automatic rule)
     "num_shards": 1_024,             # fused ops' shard count
-    "ids_per_scenario": 2_000_000_000,   # (warmup + steps) x the largest batch
+    "ids_per_scenario": 100_000_000,     # (warmup + steps) x the largest batch
     "filter_capacity": 1_000_000_000,
     "vocab": 2 ** 62,
     "max_req_time": 2 ** 32 - 1,     # entry timestamps are uint32 seconds

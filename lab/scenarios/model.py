@@ -277,6 +277,10 @@ class Scenario:
         if iterations * largest > LIMITS["ids_per_scenario"]:
             raise ScenarioError(f"{self.name}: (warmup + steps) x batch = {iterations} x "
                                 f"{largest} ids; the limit is {LIMITS['ids_per_scenario']:,}")
+        floats = self.prefill * sum(t.dim() for t in self.tables)
+        if floats > LIMITS["prefill_floats"]:
+            raise ScenarioError(f"{self.name}: prefill x dims = {floats:,} floats; the limit "
+                                f"is {LIMITS['prefill_floats']:,}")
         if iterations * self.seconds_per_step > LIMITS["max_req_time"]:
             raise ScenarioError(f"{self.name}: (warmup + steps) x seconds_per_step passes the "
                                 f"largest req_time {LIMITS['max_req_time']} (uint32 seconds)")

@@ -125,6 +125,10 @@ HOSTILE_SCENARIOS = {
     "steps a float": 'name = "x"\nsteps = 1e9\n',
     "steps too many": 'name = "x"\nsteps = 1000000000\n',
     "batch too large": 'name = "x"\nbatch_size = 100000000000\n',
+    "prefill too large": 'name = "x"\nprefill = 100000000\nbatch_size = 4000000\n',
+    "prefill memory": 'name = "x"\nprefill = 10000000\n[[tables]]\n'
+                      'config = { dim = 1024, optimizer = "sgd" }\n',
+    "work too large": 'name = "x"\nbatch_size = 4000000\nsteps = 1000\n',
     "sweep 199^3": (f'name = "x"\n[sweep]\nbatch_size = {_sweep(199)}\n'
                     f'threads = {_sweep(199)}\nsteps = {_sweep(199)}\n'),
     "nshards 99999": 'name = "x"\n[[ops]]\nop = "save"\nnshards = 99999\n',
