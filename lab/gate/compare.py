@@ -11,7 +11,8 @@ faster machine cancels out. Per op (`lab.gate.significance` has the statistics):
   way (or there are too few samples to test): too noisy to decide. Reported, never failing.
 - ok: anything else (no change, or a significant one within the threshold).
 
-Simulated-cost runs (`--measure simulated`) have no noise: there the change itself decides.
+Simulated-cost runs (`--measure simulated`) are compared on each op's own cost (the simulated
+machine is always the same) and have no noise: there the change itself decides.
 A parity status that is `fail` now and was not before fails the gate whatever the speed.
 """
 from __future__ import annotations
@@ -130,7 +131,8 @@ def _op_name(r) -> str:
 
 def _describe(r) -> str:
     if r.measure == "simulated":
-        return f"{r.change:.3f}x (simulated cost, exact)"
+        return (f"{r.change:.3f}x (simulated cost {r.base_ratio:.4g} -> "
+                f"{r.current_ratio:.4g}, exact)")
     ci = (f"95% CI {r.ci_low:.3f}-{r.ci_high:.3f}x" if r.ci_low == r.ci_low
           else "no CI: too few samples")
     return f"{r.change:.3f}x ({ci}), p={r.p:.2g}, q={r.q:.2g}"

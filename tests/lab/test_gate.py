@@ -79,16 +79,30 @@ def test_speedup_is_improved_and_too_noisy_is_unstable():
     assert result.exit_code == 0 and "Unstable" in render(result)
 
 
-def test_simulated_runs_are_exact():
-    base = _bench(seed=0, measure="simulated")
-    assert compare(copy.deepcopy(base), base).exit_code == 0
+def _simulated(seed=0):
+    data = _bench(seed=seed, measure="simulated")
+    for row in data["results"]:                   # counts: the op's own cost is compared
+        row["cost_samples"] = [v * 1e5 for v in row["ratio_samples"]] or [5e4, 5e4]
+        row["median_cost"] = float(np.median(row["cost_samples"]))
+    return data
+
+
+def test_simulated_runs_are_exact_on_their_cost():
+    base = _simulated()
+    same = compare(copy.deepcopy(base), base)
+    assert same.exit_code == 0 and len(same.perf) == 3           # size has a cost too
     slower = copy.deepcopy(base)
     row = slower["results"][1]
-    row["ratio_samples"] = [v * 1.12 for v in row["ratio_samples"]]
-    row["ratio_to_baseline"] *= 1.12
+    row["cost_samples"] = [v * 1.12 for v in row["cost_samples"]]
+    row["median_cost"] *= 1.12
+    row["ratio_samples"] = [v * 0.5 for v in row["ratio_samples"]]   # ratios are not used
     result = compare(slower, base)
-    assert result.exit_code == 1
-    assert "(simulated cost, exact)" in render(result)
+    assert result.exit_code == 1 and result.regressions == 1
+    assert "simulated cost" in render(result) and "exact" in render(result)
+    nan_cost = copy.deepcopy(base)
+    nan_cost["results"][0]["cost_samples"][0] = float("nan")
+    with pytest.raises(GateUsageError, match="cost_samples"):
+        compare(nan_cost, base)
     with pytest.raises(GateUsageError, match="compare like with like"):
         compare(_bench(seed=0), base)
 

@@ -1,5 +1,6 @@
-"""The simulated cost mode: callgrind dumps read back, identical counts for identical code,
-and the gate failing exactly on the op with an injected slowdown."""
+"""The simulated cost mode: callgrind dumps read back, the same code counted the same (to within
+the few percent that memory placement moves cache misses), and the gate failing exactly on the
+op with an injected slowdown."""
 import textwrap
 
 import numpy as np
@@ -47,7 +48,7 @@ def _tiny():
 
 @pytest.mark.skipif(simulated.unavailable_reason() is not None,
                     reason=f"simulated mode unavailable: {simulated.unavailable_reason()}")
-def test_same_code_same_counts_and_the_gate_finds_the_slow_op():
+def test_same_code_same_costs_and_the_gate_finds_the_slow_op():
     choices, _ = resolve(["native-cpu"])
     if not choices:
         pytest.skip("native-cpu is not available here")
@@ -59,7 +60,7 @@ def test_same_code_same_counts_and_the_gate_finds_the_slow_op():
     first, again, slowed = runs
     for a, b in zip(first["results"], again["results"]):
         assert a["measure"] == "simulated" and a["repeats"] == 2
-        assert a["cost_samples"] == b["cost_samples"] and a["ratio_samples"] == b["ratio_samples"]
+        assert np.allclose(a["cost_samples"], b["cost_samples"], rtol=0.03)
         assert a["samples_s"] == [] and a["unstable"] is False
         assert a["instructions"] > 0 and a["median_cost"] >= a["instructions"]
     assert compare(again, first).exit_code == 0
