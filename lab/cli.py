@@ -3,16 +3,18 @@
 
   hashlab engines [--json]                       list engines, availability, capabilities
   hashlab scenarios [NAME [--quick]]             the catalog; NAME printed as a TOML file
-  hashlab report [--full | --quick] [--engines ...] [--scenarios ...] [--out DIR]
-  hashlab bench [--quick] [--engines ...] [--scenarios ...] [--save FILE]
+  hashlab report [--full | --quick | --profile P] [--engines ...] [--scenarios ...] [--out DIR]
+  hashlab bench [--quick] [--engines ...] [--scenarios ...|--profile gate] [--save FILE]
+                [--measure wall|simulated] [--time-cap S]
   hashlab run FILE [--engines ...] [--json OUT]  a user scenario file (TOML/JSON)
-  hashlab gate CURRENT.json --baseline BASE.json [--threshold 1.10]
+  hashlab gate CURRENT.json --baseline BASE.json [--threshold 1.10] [--alpha 0.01] [--verbose]
   hashlab gate --asv BASE HEAD [--factor F]
   hashlab env create tfra                        the TFRA peer's own virtualenv
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -89,10 +91,10 @@ def _split(values):
     return [v for item in values or [] for v in item.split(",") if v] or None
 
 
-def _engines(args):
+def _engines(args, default=None):
     from lab.engine_select import resolve
     try:
-        choices, unusable = resolve(_split(args.engines))
+        choices, unusable = resolve(_split(args.engines) or default)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     for label, reason in unusable:
@@ -104,21 +106,49 @@ def _engines(args):
 
 def _scenarios(args, pool=None, quick=None):
     from lab import scenarios
+    from lab.scenarios.profiles import profile_scenarios
     try:
+        if pool is None and getattr(args, "profile", None):     # bench --profile NAME
+            if args.scenarios or args.quick:
+                raise UsageError("--profile chooses the scenarios and their sizes: leave out "
+                                 "--scenarios and --quick")
+            return profile_scenarios(args.profile)
         return scenarios.select(_split(args.scenarios),
                                 quick=args.quick if quick is None else quick, scenarios=pool)
     except scenarios.ScenarioError as exc:
         raise UsageError(str(exc)) from exc
 
 
+def _sampling(args):
+    """The wall-clock sampling settings (`--time-cap`), or None for the defaults."""
+    from lab.timing import QUICK_SAMPLING, Sampling
+    cap = getattr(args, "time_cap", None)
+    if cap is None:
+        return None
+    if not 0 < cap <= 3600:
+        raise UsageError(f"--time-cap must be in (0, 3600] seconds, got {cap}")
+    base = QUICK_SAMPLING if args.quick else Sampling()
+    return dataclasses.replace(base, cap_s=cap)
+
+
 def _run_suite(args, scenario_list):
     from lab.parity import ReferenceError
+    from lab.scenarios.profiles import rules
     from lab.suite import run_suite
-    choices, unusable = _engines(args)
+    name = getattr(args, "profile", None)
+    choices, unusable = _engines(args, default=list(rules(name)["engines"] or ()) if name
+                                 else None)
+    measure = getattr(args, "measure", "wall")
+    if measure == "simulated":
+        from lab.timing.simulated import unavailable_reason
+        why = unavailable_reason()
+        if why:
+            raise UsageError(f"--measure simulated: {why}")
     try:
         return run_suite(scenario_list, choices, unusable, quick=args.quick,
                          timing_on=not getattr(args, "no_timing", False),
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, measure=measure,
+                         sampling=_sampling(args), profile=name)
     except ReferenceError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -135,16 +165,34 @@ def _print_result(result) -> None:
             index=False))
         perf = result.perf
         if len(perf):
-            print("\nTiming (median of measured steps; ratio = engine / dense-take time):")
-            view = perf[["engine", "scenario", "op", "threads", "n_ids", "median_s", "iqr_s",
-                         "ids_per_s", "ratio_to_baseline", "parity"]].copy()
-            for col in ("median_s", "iqr_s"):
-                view[col] = view[col].map(lambda v: f"{v * 1e3:.3f} ms")
-            view["ids_per_s"] = view["ids_per_s"].map(lambda v: f"{v:.3g}")
-            view["ratio_to_baseline"] = view["ratio_to_baseline"].map(lambda v: f"{v:.3g}")
+            title, view = _timing_view(perf)
+            print(f"\n{title}")
             print(view.to_string(index=False))
         print("\nSummary:")
         print(summary_table(result).to_string(index=False))
+
+
+def _timing_view(perf):
+    """(title, table) of the timing rows as printed: medians with their 95% CIs, marked when
+    unstable."""
+    simulated = (perf["measure"] == "simulated").any()
+    view = perf[["engine", "scenario", "op", "threads", "n_ids", "repeats"]].copy()
+    if simulated:
+        title = ("Simulated cost (callgrind estimated cycles per call; ratio = engine / "
+                 "baseline cost):")
+        view["cost"] = perf["median_cost"].map(lambda v: f"{v:.4g}")
+        view["instructions"] = perf["instructions"].map(lambda v: f"{v:.4g}")
+    else:
+        title = ("Timing (median of paired samples [95% CI]; ratio = engine / baseline time, "
+                 "* = unstable):")
+        view["median"] = [f"{m * 1e3:.3f} ms [{lo * 1e3:.3f}-{hi * 1e3:.3f}]"
+                          for m, lo, hi in zip(perf.median_s, perf.ci_low_s, perf.ci_high_s)]
+        view["ids_per_s"] = perf["ids_per_s"].map(lambda v: f"{v:.3g}")
+    view["ratio"] = [f"{r:.3g} [{lo:.3g}-{hi:.3g}]{'*' if u else ''}"
+                     for r, lo, hi, u in zip(perf.ratio_to_baseline, perf.ratio_ci_low,
+                                             perf.ratio_ci_high, perf.unstable)]
+    view["parity"] = perf["parity"]
+    return title, view
 
 
 def _parity_exit(result) -> int:
@@ -233,7 +281,8 @@ def cmd_report(args) -> int:
     print(f"\nwrote {written['html']} (+ report.md, parity.csv, perf.csv, bench.json, "
           f"{len(written['images'])} charts)")
     if result.failed():
-        print("parity failures are listed in the report", file=sys.stderr)
+        print("parity: FAILED (the failures are listed in the report)", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -250,10 +299,11 @@ def cmd_gate(args) -> int:
     try:
         current = load_bench_json(args.current)
         baseline = load_bench_json(args.baseline)
-        result = compare(current, baseline, args.threshold)
+        result = compare(current, baseline, args.threshold, args.alpha,
+                         names=(args.current, args.baseline))
     except (ValueError, GateUsageError) as exc:
         raise UsageError(f"gate: {exc}") from exc
-    print(render(result))
+    print(render(result, verbose=args.verbose))
     return result.exit_code
 
 
@@ -283,6 +333,20 @@ def _add_selection(p, quick_help="shrink every scenario (its `quick` overrides)"
                    help="engines to run (name or name:key=value,...; module:Factory for an engine "
                         "that is not installed; default: all available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+
+
+def _profiles():
+    from lab.scenarios.profiles import PROFILES
+    return PROFILES
+
+
+def _add_measure(p):
+    p.add_argument("--measure", choices=("wall", "simulated"), default="wall",
+                   help="wall: paired wall-clock samples (default); simulated: callgrind "
+                        "cost counts (deterministic; needs valgrind)")
+    p.add_argument("--time-cap", type=float, metavar="S",
+                   help="wall mode: stop sampling an op after about S seconds even if its "
+                        "ratio is not yet known to +-5%% (default 3, 0.5 with --quick)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,8 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="parity + timing of the catalog, printed and saved as JSON")
     _add_selection(p)
     p.add_argument("--scenarios", nargs="+", metavar="NAME", help="catalog scenarios to run")
+    p.add_argument("--profile", choices=sorted(_profiles()),
+                   help="a named selection of the catalog (gate: the CI gate's, native-cpu)")
     p.add_argument("--save", default=os.path.join("reports", "bench", "latest.json"),
                    help="JSON output (default reports/bench/latest.json)")
+    _add_measure(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("run", help="run the scenarios of a TOML/JSON file (parity + timing)",
@@ -344,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenarios", nargs="+", metavar="NAME", help="scenarios of the file")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     p.add_argument("--no-timing", action="store_true", help="parity only")
+    _add_measure(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("gate", help="fail on a performance regression or a new parity failure")
@@ -351,6 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="bench JSON of the baseline")
     p.add_argument("--threshold", type=float, default=1.10,
                    help="allowed growth of the same-run ratio (default 1.10x)")
+    p.add_argument("--alpha", type=float, default=0.01,
+                   help="significance level after Benjamini-Hochberg correction (default "
+                        "0.01)")
+    p.add_argument("--verbose", action="store_true", help="also print every op's comparison")
     p.add_argument("--asv", nargs=2, metavar=("BASE", "HEAD"),
                    help="run `asv continuous --factor F BASE HEAD` instead")
     p.add_argument("--factor", type=float, default=1.10, help="asv continuous --factor")
@@ -374,7 +446,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except UsageError as exc:
-        print(f"hashlab: {exc}", file=sys.stderr)
+        print(f"hashlab: {' '.join(str(exc).split())}", file=sys.stderr)   # one line
         return EXIT_USAGE
     except BrokenPipeError:            # `hashlab scenarios | head`: the reader has gone
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

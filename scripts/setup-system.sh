@@ -11,6 +11,7 @@ PACKAGES=(
   protobuf-compiler        # protoc 3.21: the protobuf currency test regenerates engines/protos
   git                      # reports and bench JSON record the commit
   chromium fonts-dejavu-core   # headless browser: the test that renders the report page
+  valgrind                 # callgrind (+ its headers for lab.callgrind): bench --measure simulated
 )
 
 missing=()
@@ -28,3 +29,4 @@ fi
 python3.11 --version
 cmake --version | head -1
 protoc --version
+valgrind --version

@@ -45,6 +45,19 @@ CATALOG = (
         sweep={"threads": (1, 2), "dedup": (False, True)},
         quick={"batch_size": 20_000, "steps": 2}, tags=("monolith",)),
     Scenario(
+        name="storage_ops",
+        description="Every storage op on one prefilled table (100,000 ids at dim 32): assign "
+                    "new values to a batch of 10,000 ids uniform over twice the prefill "
+                    "(about half of them new), assign_add to it, look it up, read 1,000 "
+                    "entries and the size.",
+        tables=(_table(dim=32, optimizer="sgd"),),
+        ops=(_op("assign"), _op("assign_add", values="ones"), _op("lookup"),
+             _op("lookup_entry", batch=1_000), _op("size")),
+        prefill=100_000, batch_size=10_000, ids=IdSpec(kind="uniform", vocab=200_000),
+        steps=5, quick={"prefill": 10_000, "batch_size": 1_000, "ids": {"vocab": 20_000},
+                        "steps": 3},
+        tags=("storage",)),
+    Scenario(
         name="lookup_sweep",
         description="Lookup throughput over batch size and dim: a table of 100,000 ids, ids "
                     "uniform over twice that range (about 50% hits, as Monolith's BM_Find).",

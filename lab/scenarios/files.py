@@ -27,6 +27,7 @@ from lab.scenarios.model import Scenario, ScenarioError
 # Field order of a printed scenario: what it is, its size, then its tables and ops.
 _TOML_ORDER = ("name", "description", "tags", "prefill", "batch_size", "steps", "warmup",
                "threads", "dedup", "seed", "seconds_per_step", "ids", "sweep", "quick")
+MAX_FILE_BYTES = 1 << 20          # scenario files are small; refuse anything larger
 
 
 def parse_text(text: str, fmt: str, where: str = "<text>") -> list[Scenario]:
@@ -34,6 +35,8 @@ def parse_text(text: str, fmt: str, where: str = "<text>") -> list[Scenario]:
         data = tomllib.loads(text) if fmt == "toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise ScenarioError(f"{where}: not valid {fmt.upper()}: {exc}") from exc
+    except RecursionError as exc:
+        raise ScenarioError(f"{where}: nested too deeply to be a scenario file") from exc
     if isinstance(data, dict) and "scenarios" in data:
         if set(data) != {"scenarios"}:
             raise ScenarioError(f"{where}: a file with `scenarios` must hold nothing else")
@@ -48,6 +51,8 @@ def parse_text(text: str, fmt: str, where: str = "<text>") -> list[Scenario]:
             out.append(Scenario.from_dict(item))
         except ScenarioError as exc:
             raise ScenarioError(f"{where}: scenario {i}: {exc}") from exc
+        except RecursionError as exc:
+            raise ScenarioError(f"{where}: scenario {i}: nested too deeply") from exc
     return out
 
 
@@ -56,11 +61,19 @@ def load_file(path: str) -> list[Scenario]:
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".toml", ".json"):
         raise ScenarioError(f"{path}: scenario files must end in .toml or .json")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ScenarioError(f"{path}: not a regular file")
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise ScenarioError(f"{path}: larger than {MAX_FILE_BYTES} bytes; not a scenario file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     return parse_text(text, ext[1:], path)
 
 

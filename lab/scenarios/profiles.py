@@ -7,10 +7,13 @@ run by default, with `--full` or with `--quick`.
 - `out`: the report folder this profile writes by default; each profile has its own, so one
   kind of run never overwrites another.
 - `quick`: apply every scenario's own `quick` overrides (its smoke-test size).
-- `scenarios`: catalog names to run (None: the whole catalog).
+- `scenarios`: catalog names, or single sweep variants by their full name, to run (None: the
+  whole catalog).
 - `resize`: catalog name -> field overrides, in the form a scenario's `quick` takes. A resized
   scenario is renamed `name[field=value,...]`, so no table or chart passes it off as the
-  full-size one, and the report lists every resize.
+  full-size one, and the report lists every resize (`rename: False` keeps the catalog names:
+  the gate compares runs of its own profile only).
+- `engines`: the engines it is meant for when the command gets no `--engines` (None: all).
 
 Add a profile by adding an entry; `rules(name)` fills in the keys it leaves out.
 """
@@ -56,10 +59,30 @@ PROFILES: dict[str, dict[str, Any]] = {
         "out": "reports/quick",
         "quick": True,
     },
+    "gate": {
+        "description": "The CI gate (`hashlab bench --profile gate`): every op family (storage "
+                       "ops, optimizer updates with and without dedup, lookups, entries, "
+                       "save/restore, the hash filter, fused ops) at sizes where one call takes "
+                       "about 0.1-30 ms on native-cpu, one thread. About 2-3 minutes on a 2-core "
+                       "machine, parity included.",
+        "out": None,
+        "quick": False,
+        "scenarios": ("storage_ops", "monolith_optimize[threads=1,dedup=True]",
+                      "lookup_sweep[batch_size=10000,dim=32]", "optimizer_sweep[optimizer=adam]",
+                      "checkpoint_1m", "hash_filter_admission", "fused_multi_table"),
+        "resize": {"storage_ops": {"steps": 3},
+                   "monolith_optimize": {"batch_size": 100_000, "steps": 2},
+                   "lookup_sweep": {"steps": 3},
+                   "optimizer_sweep": {"steps": 2},
+                   "checkpoint_1m": {"prefill": 100_000},
+                   "fused_multi_table": {"steps": 2}},
+        "rename": False,
+        "engines": ("native-cpu",),
+    },
 }
 
 _DEFAULT_RULES = {"description": "", "out": None, "quick": False, "scenarios": None,
-                  "resize": {}}
+                  "resize": {}, "rename": True, "engines": None}
 
 
 def names() -> list[str]:
@@ -67,16 +90,17 @@ def names() -> list[str]:
 
 
 def rules(name: str) -> dict[str, Any]:
-    """A profile's rules with every key present; ValueError naming the profile if unknown."""
+    """A profile's rules with every key present; ScenarioError (a ValueError) naming the
+    profile if unknown."""
     if name not in PROFILES:
-        raise ValueError(f"profile: unknown profile {name!r}; known: {names()}")
+        raise ScenarioError(f"profile: unknown profile {name!r}; known: {names()}")
     return {**_DEFAULT_RULES, **PROFILES[name]}
 
 
-def _resized(scenario: Scenario, overrides: Mapping[str, Any]) -> Scenario:
+def _resized(scenario: Scenario, overrides: Mapping[str, Any], rename: bool) -> Scenario:
     scalars = {k: v for k, v in overrides.items() if isinstance(v, (int, float, str, bool))}
     out = scenario.with_overrides(overrides)
-    if not scalars:
+    if not scalars or not rename:
         return out
     label = ",".join(f"{k}={v}" for k, v in scalars.items())
     return dataclasses.replace(out, name=f"{scenario.name}[{label}]",
@@ -90,14 +114,27 @@ def catalog_for(name: str) -> list[Scenario]:
     wanted = r["scenarios"]
     out = []
     for s in catalog():
-        if wanted is not None and s.name not in wanted:
+        if wanted is not None and _base(s.name) not in {_base(w) for w in wanted}:
             continue
         if r["quick"]:
             s = s.quick_version()
         if s.name in r["resize"]:                 # the profile's own sizes win
-            s = _resized(s, r["resize"][s.name])
+            s = _resized(s, r["resize"][s.name], r["rename"])
         out.append(s)
     return out
+
+
+def _base(name: str) -> str:
+    return name.split("[", 1)[0]
+
+
+def profile_scenarios(name: str) -> list[Scenario]:
+    """The concrete scenarios of a profile: its catalog scenarios resized, sweeps expanded and
+    narrowed to the variants it names."""
+    from lab.scenarios import select
+    r = rules(name)
+    return select(list(r["scenarios"]) if r["scenarios"] else None, quick=False,
+                  scenarios=catalog_for(name))
 
 
 def resize_notes(name: str) -> list[str]:
@@ -134,7 +171,7 @@ def check() -> None:
     known = {s.name: s for s in catalog()}
     for name in PROFILES:
         r = rules(name)
-        for sname in list(r["resize"]) + list(r["scenarios"] or ()):
+        for sname in list(r["resize"]) + [_base(n) for n in r["scenarios"] or ()]:
             if sname not in known:
                 raise ScenarioError(f"profile {name}: no catalog scenario {sname!r}")
         for sname, overrides in r["resize"].items():
