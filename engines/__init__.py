@@ -32,6 +32,7 @@ _BUILTIN = {
     "native-gpu": "engines.native.gpu:NativeGpuEngine",
     "tensorflow": "engines.reference.tf_engine:TensorFlowEngine",
     "tfra": "engines.tfra.engine:TfraEngine",
+    "tf-native": "engines.tfops.engine:TfNativeEngine",
 }
 _EXTRA: dict[str, Callable[..., Engine]] = {}
 

@@ -1,0 +1,214 @@
+"""`tf-native`: the engine interface over the TensorFlow op library, op by op, eagerly.
+
+Every table op runs a `monolith_hash_table_*` kernel (engines/tfops/src), which calls the same
+C++ table the native-cpu engine binds, so results and checkpoint bytes are the native engine's.
+The conformance suite and the lab run through the ops this way; graphs and tf.function use
+engines.tfops.HashTable directly.
+
+`engines.get("tf-native", ps=N)` (N >= 1) makes every table a ShardedHashTable over N
+parameter-server tasks of this process's in-process cluster (engines/tfops/cluster.py), driven
+by a TF1 session per table: the lab's `sharded_*` scenarios measure TF's runtime that way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+import numpy as np
+
+from engines import api
+from engines import validation as _v
+from engines.native.cpu import _int64
+
+
+def _errors_as_engine_errors(fn):
+    """Kernel errors -> the engine interface's: InvalidArgument -> ValueError, DataLoss ->
+    CheckpointError, "out of memory" -> MemoryError, file-system codes -> OSError."""
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        import tensorflow as tf
+        try:
+            return fn(*args, **kwargs)
+        except tf.errors.InvalidArgumentError as exc:
+            raise ValueError(exc.message) from None
+        except tf.errors.DataLossError as exc:
+            raise api.CheckpointError(exc.message) from None
+        except tf.errors.ResourceExhaustedError as exc:
+            if exc.message.startswith("out of memory"):
+                raise MemoryError(exc.message) from None
+            raise OSError(exc.message) from None
+        except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
+                tf.errors.AlreadyExistsError, tf.errors.FailedPreconditionError,
+                tf.errors.OutOfRangeError, tf.errors.UnknownError) as exc:
+            raise OSError(exc.message) from None
+    return wrapped
+
+
+class TfNativeHashFilter(api.HashFilter):
+    def __init__(self, spec, engine_name: str):
+        from engines.tfops.hash_filter import HashFilter
+        self.spec = spec
+        self.kind = spec.kind
+        self.engine_name = engine_name
+        self.tf_filter = HashFilter(spec)
+
+    @_errors_as_engine_errors
+    def _intercept_gradient(self, ids, grads):
+        return self.tf_filter.filter_gradient(ids, grads).numpy()
+
+    @_errors_as_engine_errors
+    def _save(self, basename):
+        return self.tf_filter.save(basename)
+
+    @_errors_as_engine_errors
+    def _restore(self, basename):
+        self.tf_filter.restore(basename)
+
+
+class TfNativeTable(api.Table):
+    """An engine table over one eager HashTable."""
+
+    def __init__(self, engine, spec, learning_rates, hash_filter, seed, quirks):
+        super().__init__(spec, learning_rates)
+        from engines.tfops.hash_table import HashTable
+        self.engine_name = engine.name
+        self._lrs = np.asarray(self.learning_rates, np.float32)
+        self.tf_table = HashTable(spec.config, self.learning_rates,
+                                  hash_filter=None if hash_filter is None else
+                                  hash_filter.tf_filter, seed=seed, monolith_quirks=quirks,
+                                  fid_version=spec.fid_version, threads=engine.threads)
+
+    @_errors_as_engine_errors
+    def _assign(self, ids, values, req_time):
+        self.tf_table.assign(ids, values, req_time)
+
+    @_errors_as_engine_errors
+    def _assign_add(self, ids, values, req_time):
+        self.tf_table.assign_add(ids, values, req_time)
+
+    @_errors_as_engine_errors
+    def _lookup(self, ids):
+        return self.tf_table.lookup(ids).numpy()
+
+    @_errors_as_engine_errors
+    def _lookup_entry(self, ids):
+        return [bytes(e) for e in self.tf_table.lookup_entry(ids).numpy()]
+
+    @_errors_as_engine_errors
+    def _apply_gradients(self, ids, grads, global_step, enable_dedup, req_time, lrs):
+        lr = self._lrs if lrs is self.learning_rates else np.asarray(lrs, np.float32)
+        self.tf_table.apply_gradients(ids, grads, global_step=_int64(global_step,
+                                                                             "global_step"),
+                                      enable_dedup=enable_dedup,
+                                      req_time=_int64(req_time, "req_time"),
+                                      learning_rates=lr)
+
+    @_errors_as_engine_errors
+    def _size(self):
+        return int(self.tf_table.size())
+
+    @_errors_as_engine_errors
+    def _max_update_ts(self):
+        return int(self.tf_table.max_update_ts())
+
+    @_errors_as_engine_errors
+    def _save(self, basename, nshards):
+        return [p.decode() for p in self.tf_table.save_shards(basename, nshards).numpy()]
+
+    @_errors_as_engine_errors
+    def _restore(self, basename):
+        self.tf_table.restore(basename)
+
+    @_errors_as_engine_errors
+    def _save_as_tensor(self, shard_idx, num_shards, limit, offset):
+        if num_shards >= 1 << 31:
+            raise ValueError(f"num_shards must be < 2**31, got {num_shards}")
+        _int64(limit, "limit")
+        _int64(offset, "offset")
+        new_offset, dumps = self.tf_table.save_as_tensor(shard_idx, num_shards, limit, offset)
+        return int(new_offset), [bytes(d) for d in dumps.numpy()]
+
+
+class TfNativeEngine(api.Engine):
+    name = "tf-native"
+    capabilities = api.Capabilities(threads=True)
+
+    @classmethod
+    def probe(cls) -> None:
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError as exc:
+            raise api.EngineUnavailable(f"tensorflow is not installed: {exc} (install the "
+                                        f"project's `tf` extra)") from exc
+        from engines.tfops import build
+        try:
+            if not build.library_path().exists():
+                build.compiler()
+        except build.BuildError as exc:
+            raise api.EngineUnavailable(f"cannot build the op library: {exc}") from exc
+
+    def __init__(self, threads: int | None = None, ps: int = 0):
+        self.probe()
+        if threads is None:
+            threads = os.cpu_count() or 1
+        threads = _v.check_int(threads, "threads")
+        if not 1 <= threads <= 1024:
+            raise ValueError(f"threads must be in [1, 1024], got {threads}")
+        ps = _v.check_int(ps, "ps")
+        if ps < 0:
+            raise ValueError(f"ps must be >= 0 (0: a local table, N: N parameter-server "
+                             f"tasks), got {ps}")
+        self.threads = threads
+        self.ps = ps
+        from engines.tfops import build
+        try:
+            from engines.tfops.ops import lib
+            lib()
+        except build.BuildError as exc:
+            raise api.EngineUnavailable(f"cannot build the op library: {exc}") from exc
+        if ps:
+            from engines.tfops import cluster
+            self.cluster = cluster.local_cluster(ps)
+            # Per-task filters and cross-task save_as_tensor are not implemented.
+            self.capabilities = dataclasses.replace(
+                self.capabilities, ops=api.TABLE_OPS - {"save_as_tensor"}, filters=frozenset())
+
+    def create_sharded_table(self, config, ps: int, **kwargs) -> api.Table:
+        """A table sharded over `ps` tasks of the in-process cluster (create_table's other
+        arguments); ps=0 gives a local table. The lab's `ps` scenario field calls this."""
+        return TfNativeEngine(threads=self.threads, ps=ps).create_table(config, **kwargs)
+
+    def _create_table(self, spec, learning_rates, hash_filter, seed, monolith_quirks):
+        if hash_filter is not None and not isinstance(hash_filter, TfNativeHashFilter):
+            raise TypeError("hash_filter: the filter was created by another engine "
+                            f"({type(hash_filter).__name__}); create it with this engine's "
+                            "create_hash_filter")
+        if self.ps:
+            if hash_filter is not None:
+                raise ValueError("hash_filter: sharded tables (ps >= 1) take no hash filter "
+                                 "(each parameter-server task would need its own)")
+            from engines.tfops.sharded_engine import ShardedEngineTable
+            return ShardedEngineTable(self, spec, learning_rates, seed, monolith_quirks)
+        return TfNativeTable(self, spec, learning_rates, hash_filter, seed, monolith_quirks)
+
+    def _create_hash_filter(self, spec):
+        return TfNativeHashFilter(spec, self.name)
+
+    def _fused_lookup(self, plan):
+        if self.ps:
+            return super()._fused_lookup(plan)
+        from engines.tfops.hash_table import fused_lookup
+        emb = _errors_as_engine_errors(fused_lookup)(
+            [t.tf_table for t in plan.tables], plan.ids, plan.slot_sizes, plan.num_shards)[0]
+        return emb.numpy()
+
+    def _fused_apply_gradients(self, plan, grads, lrs, req_time, global_step, dedup):
+        if self.ps:
+            return super()._fused_apply_gradients(plan, grads, lrs, req_time, global_step, dedup)
+        from engines.tfops.hash_table import fused_apply_gradient
+        _errors_as_engine_errors(fused_apply_gradient)(
+            [t.tf_table for t in plan.tables], plan.ids, None, plan.slot_sizes, grads,
+            plan.id_offsets, plan.emb_offsets, lrs, _int64(req_time, "req_time"),
+            _int64(global_step, "global_step"), plan.num_shards,
+            enable_grad_accumulation=dedup)
