@@ -33,12 +33,8 @@ def make_engine(probe: dict, name: str, threads: int = 1, *, op=None, optimizer=
     caps, reason = probe.get(name, (None, f"engine {name} is not registered"))
     if caps is None:
         raise NotImplementedError(f"engine {name} unavailable: {reason}")
-    missing = [what for what, ok in (
-        (f"op {op}", op is None or op in caps["ops"]),
-        (f"optimizer {optimizer}", optimizer is None or optimizer in caps["optimizers"]),
-        ("fused ops", not fused or caps["fused"]),
-        ("dedup", not dedup or caps["dedup"]),
-        (f"{threads} threads", threads == 1 or caps["threads"])) if not ok]
+    missing = engines.Capabilities.from_dict(caps).missing(engines.Requirements.of(
+        ops=op, optimizers=optimizer, fused=fused, dedup=dedup, threads=threads > 1))
     if missing:
         raise NotImplementedError(f"engine {name} does not declare {', '.join(missing)}")
     return engines.get(name, threads=threads) if caps["threads"] else engines.get(name)

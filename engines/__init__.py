@@ -13,14 +13,15 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from engines.api import (Capabilities, CheckpointError, Engine, EngineInfo, EngineUnavailable,
-                         HashFilter, Table)
+from engines.api import Capabilities, Engine, EngineInfo, HashFilter, Requirements, Table
+from engines.errors import CheckpointError, EngineUnavailable
 from engines.config import TableSpec, parse_table_config, table_config
 from engines.lr import PolynomialDecay
 
 __all__ = [
     "Capabilities", "CheckpointError", "Engine", "EngineInfo", "EngineUnavailable", "HashFilter",
-    "Table", "TableSpec", "PolynomialDecay", "available", "get", "names", "parse_table_config",
+    "Requirements", "Table", "TableSpec", "PolynomialDecay", "available", "get", "names",
+    "parse_table_config",
     "register", "table_config", "unregister",
 ]
 

@@ -1,4 +1,4 @@
-"""The engine interface every hashtable-lab engine implements (see DESIGN.md).
+"""The engine interface every hashtable-lab engine implements (see docs/architecture.md).
 
 Public methods of `Table`, `HashFilter` and `Engine` validate their arguments here, once, and then
 call the engine's `_`-prefixed implementation with clean numpy arrays. Engines therefore never
@@ -12,31 +12,56 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from engines import fused, vocabulary
 from engines import validation as _v
+from engines.config import parse_table_config
+from engines.errors import CheckpointError, EngineUnavailable
+from engines.filters import FilterSpec
 
-TABLE_OPS = frozenset({
-    "assign", "assign_add", "lookup", "lookup_entry", "apply_gradients", "size",
-    "save", "restore", "save_as_tensor",
-})
-OPTIMIZERS = frozenset({
-    "sgd", "adagrad", "ftrl", "adadelta", "adam", "amsgrad", "momentum", "rmsprop",
-    "rmspropv2", "batch_softmax", "moving_average", "group_adagrad",
-})
-INITIALIZERS = frozenset({"zeros", "ones", "constants", "random_uniform"})
-COMPRESSORS = frozenset({"fp32", "fp16", "fixed_r8", "one_bit"})
-FILTERS = frozenset({"sliding", "probabilistic", "dummy"})
+__all__ = ["Capabilities", "CheckpointError", "Engine", "EngineInfo", "EngineUnavailable",
+           "HashFilter", "Requirements", "Table"]
 
-
-class EngineUnavailable(RuntimeError):
-    """The engine cannot be used here; `reason` says why (not built, no CUDA device, ...)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+TABLE_OPS = frozenset(vocabulary.TABLE_OPS)
+OPTIMIZERS = frozenset(vocabulary.OPTIMIZERS)
+INITIALIZERS = frozenset(vocabulary.INITIALIZERS)
+COMPRESSORS = frozenset(vocabulary.COMPRESSORS)
+FILTERS = frozenset(vocabulary.FILTERS)
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, incomplete, corrupt or does not fit the table."""
+@dataclasses.dataclass(frozen=True)
+class Requirements:
+    """What a table, a scenario, a test or a benchmark needs from an engine; compare it with
+    `Capabilities.missing`."""
+    ops: frozenset = frozenset()
+    optimizers: frozenset = frozenset()
+    initializers: frozenset = frozenset()
+    compressors: frozenset = frozenset()
+    filters: frozenset = frozenset()
+    fused: bool = False
+    ttl: bool = False
+    dedup: bool = False
+    multi_segment: bool = False
+    quirks: bool = False
+    threads: bool = False          # more than one thread
+
+    @classmethod
+    def of(cls, **kw) -> "Requirements":
+        """Requirements(...) that also takes single names or any iterable for the set fields,
+        and ignores None (so callers can pass optional wishes straight through)."""
+        sets = {"ops", "optimizers", "initializers", "compressors", "filters"}
+        clean = {}
+        for key, value in kw.items():
+            if value is None:
+                continue
+            if key in sets:
+                value = frozenset([value] if isinstance(value, str) else value)
+            clean[key] = value
+        return cls(**clean)
+
+    def __or__(self, other: "Requirements") -> "Requirements":
+        return Requirements(**{
+            f.name: (getattr(self, f.name) | getattr(other, f.name))
+            for f in dataclasses.fields(self)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +87,39 @@ class Capabilities:
             val = getattr(self, f.name)
             out[f.name] = sorted(val) if isinstance(val, frozenset) else val
         return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Capabilities":
+        """The inverse of as_dict (for capabilities that travelled through JSON or pickle)."""
+        return cls(**{k: frozenset(v) if isinstance(v, (list, tuple, set, frozenset)) else v
+                      for k, v in d.items()})
+
+    def missing(self, needs: Requirements) -> list[str]:
+        """What `needs` asks for that this engine does not declare, as short phrases ("op
+        save", "optimizer adam", "sliding hash filter", "TTL", ...); empty when it can run."""
+        out = []
+        for field, label in (("ops", "op {}"), ("optimizers", "optimizer {}"),
+                             ("initializers", "initializer {}"),
+                             ("compressors", "compressor {}"), ("filters", "{} hash filter")):
+            have = getattr(self, field)
+            out += [label.format(name) for name in sorted(getattr(needs, field) - have)]
+        for flag, label in (("fused", "fused ops"), ("ttl", "TTL"), ("dedup", "dedup"),
+                            ("multi_segment", "multi-segment entries"),
+                            ("quirks", "monolith_quirks"), ("threads", "threads")):
+            if getattr(needs, flag) and not getattr(self, flag):
+                out.append(label)
+        return out
+
+
+def table_requirements(spec, hash_filter_kind: str | None = None,
+                       quirks: bool = False) -> Requirements:
+    """What creating a table of this layout needs (engines.config.TableSpec)."""
+    return Requirements(
+        optimizers=frozenset(s.optimizer for s in spec.segments),
+        initializers=frozenset(s.initializer for s in spec.segments),
+        compressors=frozenset(s.compressor for s in spec.segments if s.compressor is not None),
+        filters=frozenset([hash_filter_kind] if hash_filter_kind else []),
+        multi_segment=spec.num_segments > 1, quirks=bool(quirks))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,25 +150,30 @@ class Table(abc.ABC):
 
     # ---- public ops (validated) --------------------------------------------------------
     def assign(self, ids, values, req_time: int = 0) -> None:
-        ids = _v.check_ids(ids)
-        values = _v.check_rows(values, len(ids), self.dim, "values")
+        ids, n = self._ids_arg(ids)
+        values = self._rows_arg(values, n, "values")
         self._assign(ids, values, _v.check_int(req_time, "req_time"))
 
     def assign_add(self, ids, values, req_time: int = 0) -> None:
-        ids = _v.check_ids(ids)
-        values = _v.check_rows(values, len(ids), self.dim, "values")
+        ids, n = self._ids_arg(ids)
+        values = self._rows_arg(values, n, "values")
         self._assign_add(ids, values, _v.check_int(req_time, "req_time"))
 
-    def lookup(self, ids) -> np.ndarray:
-        return self._lookup(_v.check_ids(ids))
+    def lookup(self, ids, out=None):
+        """float32 [n, dim] embeddings; missing ids give zero rows. `out`: an array of that
+        shape to write into instead of allocating one (returned)."""
+        ids, n = self._ids_arg(ids)
+        if out is None:
+            return self._lookup(ids)
+        return self._lookup_into(ids, self._out_arg(out, n))
 
     def lookup_entry(self, ids) -> list[bytes]:
         return self._lookup_entry(_v.check_ids(ids))
 
     def apply_gradients(self, ids, grads, global_step: int = 0, enable_dedup: bool = False,
                         req_time: int = 0, learning_rates=None) -> None:
-        ids = _v.check_ids(ids)
-        grads = _v.check_rows(grads, len(ids), self.dim, "grads")
+        ids, n = self._ids_arg(ids)
+        grads = self._rows_arg(grads, n, "grads")
         lrs = (self.learning_rates if learning_rates is None else
                _v.check_learning_rates(learning_rates, self.num_segments, "learning_rates"))
         self._apply_gradients(ids, grads, _v.check_int(global_step, "global_step"),
@@ -151,6 +214,24 @@ class Table(abc.ABC):
     def max_update_ts(self) -> int:
         """The largest req_time this table has seen (the TTL reference time)."""
         return int(self._max_update_ts())
+
+    # ---- argument hooks: how this engine takes arrays -----------------------------------
+    # The defaults accept host (numpy-convertible) arrays. An engine that also takes device
+    # arrays (native-gpu) overrides these three and nothing else; every check stays here.
+    def _ids_arg(self, ids, name: str = "ids"):
+        """(ids as the engine takes them, their count)."""
+        ids = _v.check_ids(ids, name)
+        return ids, len(ids)
+
+    def _rows_arg(self, rows, n: int, name: str):
+        return _v.check_rows(rows, n, self.dim, name)
+
+    def _out_arg(self, out, n: int):
+        return _v.check_out(out, n, self.dim, "out")
+
+    def _lookup_into(self, ids, out):
+        out[...] = self._lookup(ids)
+        return out
 
     # ---- engine implementation hooks ---------------------------------------------------
     @abc.abstractmethod
@@ -218,38 +299,40 @@ class Engine(abc.ABC):
 
     def create_table(self, config, learning_rates: Sequence[float] = (0.1,), hash_filter=None,
                      seed: int = 0, monolith_quirks: bool = False, fid_version: int = 2) -> Table:
-        from engines.config import parse_table_config
         spec = parse_table_config(config, fid_version=fid_version)
-        self._check_spec_supported(spec)
+        monolith_quirks = _v.check_bool(monolith_quirks, "monolith_quirks")
+        self._check_supported(table_requirements(spec, quirks=monolith_quirks))
         if hash_filter is not None and not isinstance(hash_filter, HashFilter):
             raise TypeError(f"hash_filter must be a HashFilter from create_hash_filter, "
                             f"got {type(hash_filter).__name__}")
+        if hash_filter is not None and getattr(hash_filter, "engine_name", None) != self.name:
+            raise TypeError("hash_filter: the filter was created by another engine "
+                            f"({getattr(hash_filter, 'engine_name', None)!r}); create it with "
+                            "this engine's create_hash_filter")
         table = self._create_table(spec, tuple(learning_rates), hash_filter,
-                                   _v.check_int(seed, "seed"),
-                                   _v.check_bool(monolith_quirks, "monolith_quirks"))
+                                   _v.check_int(seed, "seed"), monolith_quirks)
         table.capabilities = self.capabilities     # what callers may use on this table
+        table.engine_name = self.name
         return table
 
     def create_hash_filter(self, kind: str = "sliding", capacity: int = 300_000_000,
                            split_num: int = 7, occurrence_threshold: int = 0,
                            slot_occurrence_thresholds=None, equal_probability: bool = False,
                            seed: int = 0) -> HashFilter:
-        from engines.filters import FilterSpec
         spec = FilterSpec.build(kind=kind, capacity=capacity, split_num=split_num,
                                 occurrence_threshold=occurrence_threshold,
                                 slot_occurrence_thresholds=slot_occurrence_thresholds,
                                 equal_probability=equal_probability, seed=seed)
         if spec.kind not in self.capabilities.filters:
             raise ValueError(f"kind: engine {self.name!r} does not support {spec.kind!r} filters")
-        return self._create_hash_filter(spec)
+        hash_filter = self._create_hash_filter(spec)
+        hash_filter.engine_name = self.name
+        return hash_filter
 
     def fused_lookup(self, tables: Sequence[Table], ids, fused_slot_size, num_shards: int):
         """-> (embeddings f32[total], recv_splits i32[N], id_offsets i32[K*N+1],
         emb_offsets i32[K*N+1], indices i64 = ids)."""
-        if not self.capabilities.fused:
-            raise NotImplementedError(f"engine {self.name!r} has no fused ops")
-        from engines import fused
-        plan = fused.plan(tables, ids, fused_slot_size, num_shards, engine=self)
+        plan = self._fused_plan(tables, ids, fused_slot_size, num_shards)
         emb = self._fused_lookup(plan)
         return emb, plan.emb_splits, plan.id_offsets, plan.emb_offsets, plan.ids
 
@@ -257,10 +340,7 @@ class Engine(abc.ABC):
                               grads, id_offsets, grad_offsets, learning_rates, req_time: int = 0,
                               global_step: int = 0, num_shards: int = 1,
                               enable_grad_accumulation: bool = False) -> None:
-        if not self.capabilities.fused:
-            raise NotImplementedError(f"engine {self.name!r} has no fused ops")
-        from engines import fused
-        plan = fused.plan(tables, ids, fused_slot_size, num_shards, engine=self)
+        plan = self._fused_plan(tables, ids, fused_slot_size, num_shards)
         fused.check_offsets(plan, id_offsets, grad_offsets)
         if indices is not None:
             _v.check_ids(indices, "indices")
@@ -271,22 +351,28 @@ class Engine(abc.ABC):
                                     _v.check_bool(enable_grad_accumulation,
                                                   "enable_grad_accumulation"))
 
-    # ---- engine implementation hooks ---------------------------------------------------
-    def _check_spec_supported(self, spec) -> None:
-        caps = self.capabilities
-        for seg in spec.segments:
-            if seg.optimizer not in caps.optimizers:
-                raise ValueError(f"optimizer: engine {self.name!r} does not support "
-                                 f"{seg.optimizer!r}")
-            if seg.initializer not in caps.initializers:
-                raise ValueError(f"initializer: engine {self.name!r} does not support "
-                                 f"{seg.initializer!r}")
-            if seg.compressor is not None and seg.compressor not in caps.compressors:
-                raise ValueError(f"compressor: engine {self.name!r} does not support "
-                                 f"{seg.compressor!r}")
-        if spec.num_segments > 1 and not caps.multi_segment:
-            raise ValueError(f"segments: engine {self.name!r} supports one segment only")
+    def _fused_plan(self, tables, ids, fused_slot_size, num_shards):
+        if not self.capabilities.fused:
+            raise NotImplementedError(f"engine {self.name!r} has no fused ops")
+        tables = tuple(tables)
+        for i, t in enumerate(tables):
+            if not isinstance(t, Table):
+                raise TypeError(f"tables[{i}] is not a Table")
+            if getattr(t, "engine_name", self.name) != self.name:
+                raise TypeError(f"tables[{i}] belongs to engine {t.engine_name!r}, not "
+                                f"{self.name!r}")
+        return fused.plan(tables, ids, fused_slot_size, num_shards)
 
+    def _check_supported(self, needs: Requirements) -> None:
+        """ValueError naming the argument when this engine cannot build what `needs` asks."""
+        missing = self.capabilities.missing(needs)
+        if missing:
+            argument = missing[0].split(" ")[0] if missing[0].startswith(
+                ("optimizer", "initializer", "compressor")) else "config"
+            raise ValueError(f"{argument}: engine {self.name!r} does not support "
+                             f"{', '.join(missing)}")
+
+    # ---- engine implementation hooks ---------------------------------------------------
     @abc.abstractmethod
     def _create_table(self, spec, learning_rates, hash_filter, seed, monolith_quirks): ...
 
@@ -294,11 +380,9 @@ class Engine(abc.ABC):
         raise NotImplementedError(f"engine {self.name!r} has no hash filters")
 
     def _fused_lookup(self, plan):
-        from engines import fused
         return fused.lookup_by_blocks(plan)
 
     def _fused_apply_gradients(self, plan, grads, lrs, req_time, global_step, dedup):
-        from engines import fused
         fused.apply_by_blocks(plan, grads, lrs, req_time, global_step, dedup)
 
 

@@ -12,29 +12,14 @@ from typing import Mapping
 
 import numpy as np
 
+from engines import vocabulary
 from engines.protos import embedding_hash_table_pb2 as eht_pb2
+from engines.slots import slots
 
-# Optimizer name -> (state floats per entry as a function of D). The state of a segment is a
-# run of 4-byte words after the embedding; batch_softmax's int64 takes two words.
-_STATE_WORDS = {
-    "sgd": lambda d: 0,
-    "adagrad": lambda d: d,            # norm[D]
-    "ftrl": lambda d: 2 * d,           # norm[D], zero[D]
-    "adadelta": lambda d: 2 * d,       # accum[D], accum_update[D]
-    "adam": lambda d: 2 * d + 2,       # m[D], v[D], beta1_power, beta2_power
-    "amsgrad": lambda d: 3 * d + 2,    # m[D], v[D], vhat[D], beta1_power, beta2_power
-    "momentum": lambda d: d,           # n[D]
-    "rmsprop": lambda d: d,            # n[D]
-    "rmspropv2": lambda d: d,          # n[D]
-    "moving_average": lambda d: 0,
-    "batch_softmax": lambda d: 2,      # int64 last global step
-    "group_adagrad": lambda d: 1,      # grad_square_sum
-}
-SUPPORTED_OPTIMIZERS = tuple(_STATE_WORDS)
-# In Monolith's config proto but not constructible there (the factory throws).
-UNCONSTRUCTIBLE_OPTIMIZERS = ("dynamic_wd_adagrad", "group_ftrl", "dc")
-INITIALIZERS = ("zeros", "ones", "constants", "random_uniform")
-COMPRESSORS = ("fp32", "fp16", "fixed_r8", "one_bit")
+SUPPORTED_OPTIMIZERS = tuple(vocabulary.OPTIMIZERS)
+UNCONSTRUCTIBLE_OPTIMIZERS = vocabulary.UNCONSTRUCTIBLE_OPTIMIZERS
+INITIALIZERS = tuple(vocabulary.INITIALIZERS)
+COMPRESSORS = tuple(vocabulary.COMPRESSORS)
 MAX_SLOTS = 1 << 15
 
 
@@ -62,6 +47,7 @@ class TableSpec:
     default_expire_days: int
     slot_expire_days: Mapping[int, int]
     fid_version: int
+    initial_capacity: int = 0   # the config's capacity hint (0: none); engines may presize
 
     @property
     def num_segments(self) -> int:
@@ -80,7 +66,6 @@ class TableSpec:
 
     def slots(self, ids: np.ndarray) -> np.ndarray:
         """The slot of each id used for TTL (fid v2 by default, v1 when fid_version=1)."""
-        from engines.slots import slots
         return slots(ids, self.fid_version)
 
     def serialized(self) -> bytes:
@@ -148,7 +133,7 @@ def parse_table_config(config, fid_version: int = 2) -> TableSpec:
         if seg.HasField("comp_config") and comp_name is None:
             raise ValueError(f"{where}.comp_config: a compressor type must be set")
         opt_params = _message_fields(getattr(seg.opt_config, opt_name))
-        words = _STATE_WORDS[opt_name](seg.dim_size)
+        words = vocabulary.OPTIMIZERS[opt_name].state_words(seg.dim_size)
         segments.append(SegmentSpec(
             index=i, dim=seg.dim_size, offset=offset,
             initializer=init_name,
@@ -170,16 +155,15 @@ def parse_table_config(config, fid_version: int = 2) -> TableSpec:
         slot_days[int(item.slot)] = int(item.expire_time)
     return TableSpec(config=config, segments=tuple(segments), dim=offset,
                      state_words=state_offset, default_expire_days=int(exp.default_expire_time),
-                     slot_expire_days=slot_days, fid_version=fid_version)
+                     slot_expire_days=slot_days, fid_version=fid_version,
+                     initial_capacity=int(config.initial_capacity))
 
 
 # ---------------------------------------------------------------------------------------------
 # Builder
 
-_INIT_FIELDS = {"zeros": (), "ones": (), "constants": ("constant",),
-                "random_uniform": ("minval", "maxval")}
-_COMP_FIELDS = {"fp32": (), "fp16": (), "fixed_r8": ("r",),
-                "one_bit": ("step_size", "init_scale", "max_scale", "amplitude")}
+_INIT_FIELDS = vocabulary.INITIALIZERS
+_COMP_FIELDS = vocabulary.COMPRESSORS
 
 
 def _fill_segment(seg_msg, dim, optimizer, initializer, compressor, fields, where):

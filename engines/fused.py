@@ -36,17 +36,12 @@ class FusedPlan:
                        slice(int(self.emb_offsets[idx]), int(self.emb_offsets[idx + 1])))
 
 
-def plan(tables, ids, fused_slot_size, num_shards, engine=None) -> FusedPlan:
+def plan(tables, ids, fused_slot_size, num_shards) -> FusedPlan:
+    """The block layout of a fused call; the caller (engines.api) has checked that `tables`
+    are tables of its engine."""
     tables = tuple(tables)
     if not tables:
         raise ValueError("tables: at least one table is required")
-    from engines.api import Table
-    for i, t in enumerate(tables):
-        if not isinstance(t, Table):
-            raise TypeError(f"tables[{i}] is not a Table")
-        if engine is not None and getattr(t, "engine_name", engine.name) != engine.name:
-            raise TypeError(f"tables[{i}] belongs to engine {t.engine_name!r}, not "
-                            f"{engine.name!r}")
     num_shards = _v.check_int(num_shards, "num_shards")
     if num_shards < 1:
         raise ValueError(f"num_shards must be >= 1, got {num_shards}")

@@ -71,6 +71,19 @@ def check_rows(rows, n: int, dim: int | None, name: str, finite: bool = True) ->
     return arr
 
 
+def check_out(out, n: int, dim: int, name: str) -> np.ndarray:
+    """A caller's output buffer: a writable, C-contiguous float32 numpy array [n, dim]."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(out).__name__}")
+    if out.dtype != np.float32:
+        raise TypeError(f"{name} must have dtype float32, got {out.dtype}")
+    if out.shape != (n, dim):
+        raise ValueError(f"{name} must have shape [{n}, {dim}], got {out.shape}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{name} must be a writable C-contiguous array")
+    return out
+
+
 def check_flat(x, size: int, name: str, finite: bool = True) -> np.ndarray:
     arr = _as_array(x, np.float32, name)
     if arr.dtype != np.float32:

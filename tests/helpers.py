@@ -4,27 +4,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import engines
+
 
 def require(engine, *, op=None, optimizer=None, initializer=None, compressor=None,
             filter=None, fused=False, ttl=False, dedup=False, multi_segment=False,
             quirks=False):
     """Skip (with the reason) what the engine does not declare."""
-    caps = engine.capabilities
-    checks = [
-        (op, lambda: op in caps.ops, f"op {op}"),
-        (optimizer, lambda: optimizer in caps.optimizers, f"optimizer {optimizer}"),
-        (initializer, lambda: initializer in caps.initializers, f"initializer {initializer}"),
-        (compressor, lambda: compressor in caps.compressors, f"compressor {compressor}"),
-        (filter, lambda: filter in caps.filters, f"{filter} filter"),
-        (fused or None, lambda: caps.fused, "fused ops"),
-        (ttl or None, lambda: caps.ttl, "TTL"),
-        (dedup or None, lambda: caps.dedup, "dedup"),
-        (multi_segment or None, lambda: caps.multi_segment, "multi-segment entries"),
-        (quirks or None, lambda: caps.quirks, "monolith_quirks"),
-    ]
-    for wanted, ok, what in checks:
-        if wanted is not None and wanted is not False and not ok():
-            pytest.skip(f"engine {engine.name} does not declare {what}")
+    missing = engine.capabilities.missing(engines.Requirements.of(
+        ops=op, optimizers=optimizer, initializers=initializer, compressors=compressor,
+        filters=filter, fused=fused, ttl=ttl, dedup=dedup, multi_segment=multi_segment,
+        quirks=quirks))
+    if missing:
+        pytest.skip(f"engine {engine.name} does not declare {', '.join(missing)}")
 
 
 def ids(*values) -> np.ndarray:

@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from engines.api import CheckpointError
+from engines.errors import CheckpointError
 from engines.formats.shards import read_shards, shard_name, write_shards
 from engines.protos import embedding_hash_table_pb2 as pb
 

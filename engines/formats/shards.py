@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 
-from engines.api import CheckpointError
+from engines.errors import CheckpointError
 from engines.formats.atomic import fsync_dir, write_file_atomic
 from engines.formats.tfrecord import encode_records, read_records
 
@@ -85,6 +85,21 @@ def find_shards(basename: str) -> list[str]:
     return [found[i] for i in range(n)]
 
 
+def auto_nshards(live_entries: int) -> int:
+    """Monolith's automatic shard count (nshards = -1): min(4, max(1, entries // 1e6))."""
+    return min(4, max(1, live_entries // 1_000_000))
+
+
+def remove_stale_shards(basename: str, keep_count: int) -> None:
+    """Delete `basename-NNNNN-of-MMMMM` files with MMMMM != keep_count (an older save's set)."""
+    stale = [p for p, m in _matches(basename) if m is not None and int(m.group(2)) != keep_count]
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):  # a concurrent cleaner got there first
+            os.remove(path)
+    if stale:
+        fsync_dir(os.path.dirname(os.path.abspath(basename)))
+
+
 def write_shards(basename: str, shard_payloads: list[list[bytes]]) -> list[str]:
     """Write shard i's records to basename-i-of-n (each file crash-safely), then remove the shard
     files of an earlier save with a different count, so the set left behind is complete and unique.
@@ -97,12 +112,7 @@ def write_shards(basename: str, shard_payloads: list[list[bytes]]) -> list[str]:
         path = shard_name(basename, i, n)
         write_file_atomic(path, encode_records(records))
         paths.append(path)
-    stale = [p for p, m in _matches(basename) if m is not None and int(m.group(2)) != n]
-    for path in stale:
-        with contextlib.suppress(FileNotFoundError):  # a concurrent cleaner got there first
-            os.remove(path)
-    if stale:
-        fsync_dir(os.path.dirname(os.path.abspath(basename)))
+    remove_stale_shards(basename, n)
     return paths
 
 

@@ -11,7 +11,7 @@ from typing import Iterable
 
 import crc32c as _crc32c
 
-from engines.api import CheckpointError
+from engines.errors import CheckpointError
 
 _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")   # length, masked CRC of the length bytes

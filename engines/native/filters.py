@@ -11,12 +11,11 @@ from engines.formats.shards import find_shards
 
 
 class NativeHashFilter(api.HashFilter):
-    def __init__(self, spec, engine_name: str = "native-cpu"):
-        from engines.native.cpu import native_module
-        mod = native_module()
+    """A filter of the _native_cpu module (`module`); the GPU engine uses these too."""
+
+    def __init__(self, spec, mod):
         self.spec = spec
         self.kind = spec.kind
-        self.engine_name = engine_name
         thresholds = np.ascontiguousarray(spec.thresholds, np.int32)
         if spec.kind == "sliding":
             self._f = mod.Filter.sliding(spec.capacity, spec.split_num, thresholds)
@@ -31,6 +30,11 @@ class NativeHashFilter(api.HashFilter):
 
     def add(self, fid: int, count: int) -> int:
         return self._f.add(fid, count)
+
+    def admit(self, ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """uint8 mask of the absent ids (offered in batch order, with their counts) that may
+        enter a table: one call per batch, the whole pass in C++."""
+        return self._f.admit(ids, counts)
 
     def get(self, fid: int) -> int:
         return self._f.get(fid)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from engines import api
+from engines.formats import entry_codec
 from engines.formats import shards as shard_files
-from engines.formats.entry_dump import parse_entry_dump
-from engines.protos import embedding_hash_table_pb2 as pb
 from engines.reference import compressors, initializers, optimizers
+from engines.reference.filters import make_reference_filter
 
 F = np.float32
 SECONDS_PER_DAY = 86400
@@ -42,7 +42,6 @@ def group_first_occurrence(ids: np.ndarray):
 class NumpyTable(api.Table):
     def __init__(self, engine, spec, learning_rates, hash_filter, seed, quirks):
         super().__init__(spec, learning_rates)
-        self.engine_name = engine.name
         self._filter = hash_filter
         self._seed = seed
         self._quirks = quirks
@@ -229,39 +228,28 @@ class NumpyTable(api.Table):
         return self._max_ts
 
     # ---- EntryDump ----------------------------------------------------------------------
-    def _dump(self, row: int, with_id: bool) -> pb.EntryDump:
-        d = pb.EntryDump()
-        if with_id:
-            d.id = int(self._ids[row])
-        d.num.extend(self._emb[row].tolist())
-        d.opt.SetInParent()
-        for seg, opt in zip(self.spec.segments, self._opts):
-            single = opt.dump(self._state[row, seg.state_offset:
-                                          seg.state_offset + seg.state_words])
-            if single is not None:
-                d.opt.dump.add().CopyFrom(single)
-        d.last_update_ts_sec = int(self._ts[row])
-        return d
+    def _encode(self, row: int, with_id: bool) -> bytes:
+        return entry_codec.encode_entry(self.spec, self._emb[row], self._state[row],
+                                        int(self._ts[row]),
+                                        int(self._ids[row]) if with_id else None)
 
     def _lookup_entry(self, ids):
-        return [self._dump(r, False).SerializeToString() if r >= 0 else b""
-                for r in self._rows_of(ids).tolist()]
+        return [self._encode(r, False) if r >= 0 else b"" for r in self._rows_of(ids).tolist()]
 
     def _live_rows_sorted(self) -> np.ndarray:
         n = self._n()
         return np.argsort(self._ids[:n], kind="stable")
 
     def _save(self, basename, nshards):
-        n = self._n()
         if nshards == -1:
-            nshards = min(4, max(1, n // 1_000_000))
+            nshards = shard_files.auto_nshards(self._n())
         rows = self._live_rows_sorted()
         ids = self._ids[rows]
         age = np.int64(self._max_ts) - self._ts[rows].astype(np.int64)
         expire = self._expire[self.spec.slots(ids)] * SECONDS_PER_DAY
         rows = rows[age < expire]                         # TTL: drop age >= expire
         shard = shard_files.shard_of(self._ids[rows], nshards)
-        payloads = [[self._dump(r, True).SerializeToString() for r in rows[shard == i].tolist()]
+        payloads = [[self._encode(r, True) for r in rows[shard == i].tolist()]
                     for i in range(nshards)]
         return shard_files.write_shards(basename, payloads)
 
@@ -269,16 +257,15 @@ class NumpyTable(api.Table):
         rows = self._live_rows_sorted()
         rows = rows[shard_files.shard_of(self._ids[rows], num_shards) == shard_idx]
         chosen = rows[offset:offset + limit]
-        return offset + len(chosen), [self._dump(r, True).SerializeToString()
-                                      for r in chosen.tolist()]
+        return offset + len(chosen), [self._encode(r, True) for r in chosen.tolist()]
 
     def _restore(self, basename):
         paths = shard_files.find_shards(basename)
         keys, nums, states, stamps = [], [], [], []    # parse everything before touching
         for path, records in zip(paths, shard_files.read_shards(basename)):
             for i, payload in enumerate(records):
-                entry_id, num, state, ts = self._staged_entry(
-                    parse_entry_dump(payload, path, i), path, i)
+                entry_id, num, state, ts = entry_codec.decode_entry(self.spec, payload, path, i,
+                                                                    self._quirks)
                 keys.append(entry_id)
                 nums.append(num)
                 states.append(state)
@@ -300,38 +287,6 @@ class NumpyTable(api.Table):
             self._ts[rows] = np.array(stamps, np.int64)[keep] % (1 << 32)
         self._max_ts = max(self._max_ts, max(stamps, default=0))
 
-    def _staged_entry(self, d: pb.EntryDump, path: str, index: int):
-        """(id, num, optimizer state words, timestamp) of one record, fully validated."""
-        where = f"{path}: record {index}"
-        if not d.HasField("id"):
-            raise api.CheckpointError(f"{where}: EntryDump has no id")
-        num = np.asarray(d.num, dtype=np.float32)
-        if len(num) > self.dim:
-            raise api.CheckpointError(f"{where}: {len(num)} embedding values, table dim is "
-                                      f"{self.dim}")
-        dumps = list(d.opt.dump)
-        expected = sum(o.dump_count() for o in self._opts)
-        if len(dumps) != expected:
-            raise api.CheckpointError(f"{where}: {len(dumps)} optimizer dumps, the table's "
-                                      f"optimizers {self.spec.optimizers} need {expected}")
-        state = np.zeros(self.spec.state_words, np.float32)
-        k = 0
-        for seg, opt in zip(self.spec.segments, self._opts):
-            if not opt.dump_count():
-                continue
-            dump = dumps[k]
-            k += 1
-            kind = dump.WhichOneof("type")
-            if kind != seg.optimizer:
-                raise api.CheckpointError(f"{where}: segment {seg.index} dump is {kind!r}, "
-                                          f"the table's optimizer is {seg.optimizer!r}")
-            try:
-                opt.restore(dump, state[seg.state_offset:seg.state_offset + seg.state_words],
-                            self._quirks)
-            except ValueError as exc:
-                raise api.CheckpointError(f"{where}: {exc}") from exc
-        return int(d.id), num, state, int(d.last_update_ts_sec)
-
 
 class NumpyEngine(api.Engine):
     name = "numpy"
@@ -342,13 +297,7 @@ class NumpyEngine(api.Engine):
         self.threads = 1
 
     def _create_table(self, spec, learning_rates, hash_filter, seed, monolith_quirks):
-        if hash_filter is not None and getattr(hash_filter, "engine_name", None) != self.name:
-            raise TypeError("hash_filter: the filter was created by another engine; create it "
-                            "with this engine's create_hash_filter")
         return NumpyTable(self, spec, learning_rates, hash_filter, seed, monolith_quirks)
 
     def _create_hash_filter(self, spec):
-        from engines.reference.filters import make_reference_filter
-        f = make_reference_filter(spec)
-        f.engine_name = self.name
-        return f
+        return make_reference_filter(spec)

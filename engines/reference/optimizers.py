@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engines.protos import embedding_hash_table_pb2 as pb
+from engines.vocabulary import OPTIMIZERS
 
 F = np.float32
 
@@ -21,7 +21,8 @@ def _fma32(a, b, c):
 
 
 class Optimizer:
-    """One segment's optimizer. Subclasses define `words`, `init`, `step`, dump/restore."""
+    """One segment's optimizer. Subclasses define `init` and `step`; the state layout (and how
+    checkpoints store it) is engines.vocabulary's."""
     name = ""
 
     def __init__(self, dim: int, params: dict):
@@ -29,7 +30,7 @@ class Optimizer:
         self.p = {k: (F(v) if isinstance(v, float) else v) for k, v in params.items()}
 
     def words(self) -> int:
-        raise NotImplementedError
+        return OPTIMIZERS[self.name].state_words(self.dim)
 
     def init(self, st: np.ndarray) -> None:
         """Fill fresh state rows (st: [m, words])."""
@@ -37,52 +38,16 @@ class Optimizer:
     def step(self, w, g, st, lr, global_step, quirks):
         raise NotImplementedError
 
-    # Serialisation: the SingleOptimizerDump of one entry, or None (moving_average).
-    def dump(self, st_row: np.ndarray):
-        raise NotImplementedError
-
-    def restore(self, dump, st_row: np.ndarray, quirks: bool) -> None:
-        raise NotImplementedError
-
-    def dump_count(self) -> int:
-        return 1
-
-
-def _floats(values) -> list:
-    return np.asarray(values, dtype=np.float32).tolist()
-
-
-def _take(dump, field, count, what):
-    vals = list(getattr(dump, field))
-    if len(vals) != count:
-        raise ValueError(f"{what}.{field} has {len(vals)} values, expected {count}")
-    return np.asarray(vals, dtype=np.float32)
-
 
 class Sgd(Optimizer):
     name = "sgd"
 
-    def words(self):
-        return 0
-
     def step(self, w, g, st, lr, global_step, quirks):
         w -= F(lr) * g
-
-    def dump(self, st_row):
-        d = pb.SingleOptimizerDump()
-        d.sgd.SetInParent()
-        return d
-
-    def restore(self, dump, st_row, quirks):
-        if dump.WhichOneof("type") != "sgd":
-            raise ValueError(f"expected an sgd dump, got {dump.WhichOneof('type')}")
 
 
 class Adagrad(Optimizer):
     name = "adagrad"
-
-    def words(self):
-        return self.dim
 
     def init(self, st):
         st[:] = self.p["initial_accumulator_value"]
@@ -104,20 +69,9 @@ class Adagrad(Optimizer):
         n[:, sl] += gp * gp
         w[:, sl] -= (eta / np.sqrt(n[:, sl])) * gp
 
-    def dump(self, st_row):
-        d = pb.SingleOptimizerDump()
-        d.adagrad.norm.extend(_floats(st_row))
-        return d
-
-    def restore(self, dump, st_row, quirks):
-        st_row[:] = _take(dump.adagrad, "norm", self.dim, "adagrad")
-
 
 class Ftrl(Optimizer):
     name = "ftrl"
-
-    def words(self):
-        return 2 * self.dim
 
     def init(self, st):
         st[:, :self.dim] = self.p["initial_accumulator_value"]
@@ -140,22 +94,9 @@ class Ftrl(Optimizer):
         den = np.sqrt(n) + beta + l2 * eta
         w[:] = np.where(np.abs(z) > l1, num / den, F(0))
 
-    def dump(self, st_row):
-        d = pb.SingleOptimizerDump()
-        d.ftrl.zero.extend(_floats(st_row[self.dim:]))
-        d.ftrl.norm.extend(_floats(st_row[:self.dim]))
-        return d
-
-    def restore(self, dump, st_row, quirks):
-        st_row[self.dim:] = _take(dump.ftrl, "zero", self.dim, "ftrl")
-        st_row[:self.dim] = _take(dump.ftrl, "norm", self.dim, "ftrl")
-
 
 class Adadelta(Optimizer):
     name = "adadelta"
-
-    def words(self):
-        return 2 * self.dim
 
     def step(self, w, g, st, lr, global_step, quirks):
         d, eta = self.dim, F(lr)
@@ -168,24 +109,12 @@ class Adadelta(Optimizer):
         u_acc[:] = rho * u_acc + (F(1) - rho) * (u * u)
         a[:] = a_new
 
-    def dump(self, st_row):
-        d = pb.SingleOptimizerDump()
-        d.adadelta.accum.extend(_floats(st_row[:self.dim]))
-        d.adadelta.accum_update.extend(_floats(st_row[self.dim:]))
-        return d
-
-    def restore(self, dump, st_row, quirks):
-        st_row[:self.dim] = _take(dump.adadelta, "accum", self.dim, "adadelta")
-        st_row[self.dim:] = _take(dump.adadelta, "accum_update", self.dim, "adadelta")
-
 
 class Adam(Optimizer):
     """Adam; `Amsgrad` reuses it with the v-hat maximum (core §3.5, §3.6)."""
     name = "adam"
     amsgrad = False
 
-    def words(self):
-        return (3 if self.amsgrad else 2) * self.dim + 2
 
     def _powers(self, st):
         k = (3 if self.amsgrad else 2) * self.dim
@@ -220,37 +149,6 @@ class Adam(Optimizer):
         b1p *= b1
         b2p *= b2
 
-    def dump(self, st_row):
-        d = pb.SingleOptimizerDump()
-        msg = d.amsgrad if self.amsgrad else d.adam
-        dim = self.dim
-        msg.m.extend(_floats(st_row[:dim]))
-        msg.v.extend(_floats(st_row[dim:2 * dim]))
-        if self.amsgrad:
-            msg.vhat.extend(_floats(st_row[2 * dim:3 * dim]))
-        k = (3 if self.amsgrad else 2) * dim
-        msg.beta1_power = float(st_row[k])
-        msg.beta2_power = float(st_row[k + 1])
-        return d
-
-    def restore(self, dump, st_row, quirks):
-        name = "amsgrad" if self.amsgrad else "adam"
-        msg = getattr(dump, name)
-        dim = self.dim
-        st_row[:dim] = _take(msg, "m", dim, name)
-        st_row[dim:2 * dim] = _take(msg, "v", dim, name)
-        if self.amsgrad:
-            st_row[2 * dim:3 * dim] = _take(msg, "vhat", dim, name)
-        k = (3 if self.amsgrad else 2) * dim
-        if quirks and not self.amsgrad:
-            # Monolith restores both powers through the beta1_power slot: the saved
-            # beta2_power ends up in beta1_power, and beta2_power keeps its Init value.
-            st_row[k] = F(msg.beta2_power)
-            st_row[k + 1] = self.p["beta2"]
-        else:
-            st_row[k] = F(msg.beta1_power)
-            st_row[k + 1] = F(msg.beta2_power)
-
 
 class Amsgrad(Adam):
     name = "amsgrad"
@@ -259,9 +157,6 @@ class Amsgrad(Adam):
 
 class Momentum(Optimizer):
     name = "momentum"
-
-    def words(self):
-        return self.dim
 
     def step(self, w, g, st, lr, global_step, quirks):
         eta, lam, mu = F(lr), self.p["weight_decay_factor"], self.p["momentum"]
@@ -274,22 +169,12 @@ class Momentum(Optimizer):
             st[:] = mu * st - dx
             w += st
 
-    def dump(self, st_row):
-        d = pb.SingleOptimizerDump()
-        d.momentum.n.extend(_floats(st_row))
-        return d
-
-    def restore(self, dump, st_row, quirks):
-        st_row[:] = _take(dump.momentum, "n", self.dim, "momentum")
-
 
 class Rmsprop(Optimizer):
     """RMSprop v1: double arithmetic, config learning rate, "+1" as epsilon (core §3.8)."""
     name = "rmsprop"
     v2 = False
 
-    def words(self):
-        return self.dim
 
     def step(self, w, g, st, lr, global_step, quirks):
         f64 = np.float64
@@ -305,14 +190,6 @@ class Rmsprop(Optimizer):
         eta_p = eta / (np.sqrt(n.astype(f64)) + f64(1))
         w[:] = (w.astype(f64) - eta_p * dx).astype(np.float32)
 
-    def dump(self, st_row):
-        d = pb.SingleOptimizerDump()
-        getattr(d, self.name).n.extend(_floats(st_row))
-        return d
-
-    def restore(self, dump, st_row, quirks):
-        st_row[:] = _take(getattr(dump, self.name), "n", self.dim, self.name)
-
 
 class RmspropV2(Rmsprop):
     name = "rmspropv2"
@@ -323,9 +200,6 @@ class BatchSoftmax(Optimizer):
     """Estimates the mean step interval of an id in num[0] (core §3.10); ignores gradients."""
     name = "batch_softmax"
 
-    def words(self):
-        return 2
-
     def step(self, w, g, st, lr, global_step, quirks):
         alpha = F(lr)
         last = st.copy().view(np.int64)[:, 0]
@@ -333,40 +207,17 @@ class BatchSoftmax(Optimizer):
         w[:, 0] = (F(1) - alpha) * w[:, 0] + alpha * delta
         st[:] = np.full(len(st), global_step, dtype=np.int64).view(np.float32).reshape(-1, 2)
 
-    def dump(self, st_row):
-        d = pb.SingleOptimizerDump()
-        d.batch_softmax.global_step = int(st_row.copy().view(np.int64)[0])
-        return d
-
-    def restore(self, dump, st_row, quirks):
-        st_row[:] = np.array([dump.batch_softmax.global_step], dtype=np.int64).view(np.float32)
-
 
 class MovingAverage(Optimizer):
     name = "moving_average"
-
-    def words(self):
-        return 0
 
     def step(self, w, g, st, lr, global_step, quirks):
         mu = self.p["momentum"]
         w[:] = mu * w + (F(1) - mu) * g
 
-    def dump(self, st_row):
-        return None  # Monolith appends nothing for moving_average
-
-    def restore(self, dump, st_row, quirks):
-        pass
-
-    def dump_count(self):
-        return 0
-
 
 class GroupAdagrad(Optimizer):
     name = "group_adagrad"
-
-    def words(self):
-        return 1
 
     def init(self, st):
         st[:] = self.p["initial_accumulator_value"]
@@ -386,14 +237,6 @@ class GroupAdagrad(Optimizer):
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = -eta_p * ((norm - l2) / norm)
         w[:] = np.where((norm < l2)[:, None], F(0), scale[:, None] * z)
-
-    def dump(self, st_row):
-        d = pb.SingleOptimizerDump()
-        d.group_adagrad.grad_square_sum = float(st_row[0])
-        return d
-
-    def restore(self, dump, st_row, quirks):
-        st_row[0] = F(dump.group_adagrad.grad_square_sum)
 
 
 _CLASSES = {c.name: c for c in (Sgd, Adagrad, Ftrl, Adadelta, Adam, Amsgrad, Momentum, Rmsprop,

@@ -49,9 +49,6 @@ class TensorFlowEngine(api.Engine):
         if monolith_quirks and not self.capabilities.quirks:
             raise ValueError("monolith_quirks: not available with kernels='tf' (TF's training "
                              "kernels cannot reproduce Monolith's bugs); use the default mode")
-        if hash_filter is not None and getattr(hash_filter, "engine_name", None) != self.name:
-            raise TypeError("hash_filter: the filter was created by another engine; create it "
-                            "with this engine's create_hash_filter")
         from engines.reference.tf_table import TensorFlowTable
         return TensorFlowTable(self, spec, learning_rates, hash_filter, seed, monolith_quirks,
                                kernels=self.kernels == "tf")
@@ -60,6 +57,4 @@ class TensorFlowEngine(api.Engine):
         # Admission runs on the host with the numpy reference filters (TF has no equivalent
         # structure); the table asks the filter only about ids it does not hold.
         from engines.reference.filters import make_reference_filter
-        f = make_reference_filter(spec)
-        f.engine_name = self.name
-        return f
+        return make_reference_filter(spec)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from engines.config import parse_table_config, table_config
+from engines.formats import entry_codec
 from engines.reference import optimizers
 
 F = np.float32
@@ -98,8 +99,9 @@ def compare(got: np.ndarray, want: np.ndarray) -> tuple[float, float, int]:
     return float(diff.max()), float(rel.max()), int(ulp.max())
 
 
-def _reference_run(case, params, dim, w, grads, lr):
-    """The numpy reference (Monolith's formulas): the final (w, state)."""
+def _reference_run(case, spec, params, dim, w, grads, lr):
+    """The numpy reference (Monolith's formulas): the final (w, state). A restore between
+    steps goes through the checkpoint codec, as a real save/restore would."""
     opt = optimizers.make(case.optimizer, dim, params)
     st = np.zeros((len(w), opt.words()), F)
     opt.init(st)
@@ -108,7 +110,8 @@ def _reference_run(case, params, dim, w, grads, lr):
         opt.step(w, g.copy(), st, F(lr), 0, case.quirks)
         if case.restore_between_steps and step == 0:
             for r in range(len(st)):
-                opt.restore(opt.dump(st[r]), st[r], case.quirks)
+                payload = entry_codec.encode_entry(spec, w[r], st[r], 0, entry_id=r)
+                st[r] = entry_codec.decode_entry(spec, payload, "oracle", r, case.quirks)[2]
     return w, st
 
 
@@ -165,7 +168,7 @@ def run_case(case: Case, seed: int = 0, rows: int = 256, dim: int = 16, steps: i
     params = dict(spec.segments[0].opt_params)
     w = rng.uniform(-0.1, 0.1, (rows, dim)).astype(F)
     grads = [rng.standard_normal((rows, dim)).astype(F) for _ in range(steps)]
-    ref_w, ref_st = _reference_run(case, params, dim, w, grads, lr)
+    ref_w, ref_st = _reference_run(case, spec, params, dim, w, grads, lr)
     tf_w, tf_st = _tf_run(case, params, dim, w, grads, lr)
     # Compare the state words both sides keep (Adam's per-entry powers are ours only).
     shared = min(ref_st.shape[1], tf_st.shape[1])

@@ -9,6 +9,8 @@ grow by reassignment (geometric), so the traced functions never need retracing.
 Occurrence order is kept exactly as docs/semantics.md §3 says: ops that touch an id several
 times run in "rounds" (round k = every id's k-th occurrence) inside one tf.while_loop.
 Admission by a hash filter is the only host-side step (the reference filters are Python).
+Checkpoint files go through engines/formats like every Python engine's (one validated reader,
+one EntryDump codec).
 """
 from __future__ import annotations
 
@@ -18,10 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from engines import api
-from engines.formats import shards
-from engines.formats.entry_dump import parse_entry_dump
-from engines.protos import embedding_hash_table_pb2 as pb
-from engines.reference import optimizers, tf_checkpoint, tf_kernels, tf_ops, tf_optimizers
+from engines.formats import entry_codec, shards
+from engines.reference import optimizers, tf_kernels, tf_ops, tf_optimizers
 
 F = np.float32
 SECONDS_PER_DAY = 86400
@@ -111,7 +111,6 @@ class _Segment:
 class TensorFlowTable(api.Table):
     def __init__(self, engine, spec, learning_rates, hash_filter, seed, quirks, kernels):
         super().__init__(spec, learning_rates)
-        self.engine_name = engine.name
         self._filter = hash_filter
         self._seed = seed
         self._quirks = quirks
@@ -328,23 +327,11 @@ class TensorFlowTable(api.Table):
         state = tf.concat(states, 1).numpy() if states else np.zeros((len(rows), 0), F)
         return emb, state, tf.gather(self._ts, rows).numpy()
 
-    def _dump(self, entry_id, emb_row, state_row, ts) -> pb.EntryDump:
-        d = pb.EntryDump()
-        if entry_id is not None:
-            d.id = int(entry_id)
-        d.num.extend(emb_row.tolist())
-        d.opt.SetInParent()
-        for seg, opt in zip(self.spec.segments, self._ref_opts):
-            single = opt.dump(state_row[seg.state_offset:seg.state_offset + seg.state_words])
-            if single is not None:
-                d.opt.dump.add().CopyFrom(single)
-        d.last_update_ts_sec = int(ts)
-        return d
-
     def _dumps(self, rows: np.ndarray, ids: np.ndarray | None) -> list[bytes]:
         emb, state, ts = self._rows_data(rows)
-        return [self._dump(None if ids is None else ids[j], emb[j], state[j], ts[j])
-                .SerializeToString() for j in range(len(rows))]
+        return [entry_codec.encode_entry(self.spec, emb[j], state[j], ts[j],
+                                         None if ids is None else ids[j])
+                for j in range(len(rows))]
 
     def _lookup_entry(self, ids):
         rows = self._index.lookup(tf.constant(ids)).numpy()
@@ -372,7 +359,7 @@ class TensorFlowTable(api.Table):
 
     def _save(self, basename, nshards):
         if nshards == -1:
-            nshards = min(4, max(1, self._size() // 1_000_000))
+            nshards = shards.auto_nshards(self._size())
         rows, ids, keep = self._sorted_rows()
         rows, ids = rows[keep], ids[keep]
         which = shards.shard_of(ids, nshards)
@@ -380,7 +367,7 @@ class TensorFlowTable(api.Table):
         per_shard = [[] for _ in range(nshards)]
         for s, payload in zip(which.tolist(), payloads):
             per_shard[s].append(payload)
-        return tf_checkpoint.write_shards(basename, per_shard)
+        return shards.write_shards(basename, per_shard)
 
     def _save_as_tensor(self, shard_idx, num_shards, limit, offset):
         rows, ids, _ = self._sorted_rows()
@@ -390,7 +377,8 @@ class TensorFlowTable(api.Table):
 
     # ---- restore --------------------------------------------------------------------------
     def _restore(self, basename):
-        ids, emb, state, ts, max_ts = self._stage(tf_checkpoint.read_shards(basename))
+        paths = shards.find_shards(basename)
+        ids, emb, state, ts, max_ts = self._stage(zip(paths, shards.read_shards(basename)))
         # everything is parsed and validated: now replace the content
         n = self._count.read_value()
         self._index.remove(self._row_ids[:n])
@@ -413,11 +401,9 @@ class TensorFlowTable(api.Table):
         """Parse and validate every record, then build the restored rows in numpy:
         (ids, emb, state, ts, max ts). Records are applied in file order onto freshly
         initialised entries (init-on-insert; a later duplicate overwrites)."""
-        parsed = []
-        for path, records in shard_records:
-            for i, payload in enumerate(records):
-                parsed.append((parse_entry_dump(payload, path, i), f"{path}: record {i}"))
-        entry_ids = np.array([d.id for d, _ in parsed], np.int64)
+        parsed = [entry_codec.decode_entry(self.spec, payload, path, i, self._quirks)
+                  for path, records in shard_records for i, payload in enumerate(records)]
+        entry_ids = np.array([p[0] for p in parsed], np.int64)
         uniq = tf_ops.first_occurrence_groups(tf.constant(entry_ids))[0]
         emb = tf_ops.initial_embeddings(self.spec.segments, uniq, self._seed).numpy() \
             if len(entry_ids) else np.zeros((0, self.dim), F)
@@ -427,37 +413,10 @@ class TensorFlowTable(api.Table):
         ts = np.zeros(len(uniq), np.int64)
         pos = {int(x): i for i, x in enumerate(uniq.tolist())}
         max_ts = 0
-        for d, where in parsed:
-            if not d.HasField("id"):
-                raise api.CheckpointError(f"{where}: EntryDump has no id")
-            i = pos[int(d.id)]
-            num = np.asarray(d.num, F)
-            if len(num) > self.dim:
-                raise api.CheckpointError(f"{where}: {len(num)} embedding values, table dim "
-                                          f"is {self.dim}")
+        for entry_id, num, st, stamp in parsed:
+            i = pos[entry_id]
             emb[i, :len(num)] = num
-            self._restore_state(d, state[i], where)
-            ts[i] = int(d.last_update_ts_sec) % (1 << 32)
-            max_ts = max(max_ts, int(d.last_update_ts_sec))
+            state[i] = st
+            ts[i] = stamp % (1 << 32)
+            max_ts = max(max_ts, stamp)
         return uniq, emb, state, ts, max_ts
-
-    def _restore_state(self, d, state_row, where):
-        dumps = list(d.opt.dump)
-        expected = sum(o.dump_count() for o in self._ref_opts)
-        if len(dumps) != expected:
-            raise api.CheckpointError(f"{where}: {len(dumps)} optimizer dumps, the table's "
-                                      f"optimizers {self.spec.optimizers} need {expected}")
-        it = iter(dumps)
-        for seg, opt in zip(self.spec.segments, self._ref_opts):
-            if not opt.dump_count():
-                continue
-            dump = next(it)
-            kind = dump.WhichOneof("type")
-            if kind != seg.optimizer:
-                raise api.CheckpointError(f"{where}: segment {seg.index} dump is {kind!r}, the "
-                                          f"table's optimizer is {seg.optimizer!r}")
-            try:
-                opt.restore(dump, state_row[seg.state_offset:seg.state_offset + seg.state_words],
-                            self._quirks)
-            except ValueError as exc:
-                raise api.CheckpointError(f"{where}: {exc}") from exc

@@ -50,10 +50,7 @@ def run_reference(scenario: Scenario, workdir: str) -> list:
 
 
 def scenario_skip_reason(choice, scenario: Scenario) -> str | None:
-    if scenario.threads > 1 and not choice.capabilities.threads:
-        return f"engine does not declare threads (scenario runs {scenario.threads})"
-    probe = type("Probe", (), {"capabilities": choice.capabilities})()
-    return unsupported_reason(probe, scenario)
+    return unsupported_reason(choice.capabilities, scenario)
 
 
 def compare_engine(scenario: Scenario, choice, reference: list, workdir: str,

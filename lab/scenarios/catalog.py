@@ -7,10 +7,10 @@ reference engine to seconds per scenario on a 2-core machine.
 """
 from __future__ import annotations
 
+from engines import vocabulary
 from lab.scenarios.model import IdSpec, OpSpec, Scenario, TableDef
 
-ALL_OPTIMIZERS = ("sgd", "adagrad", "ftrl", "adadelta", "adam", "amsgrad", "momentum",
-                  "rmsprop", "rmspropv2", "batch_softmax", "moving_average", "group_adagrad")
+ALL_OPTIMIZERS = tuple(vocabulary.OPTIMIZERS)
 
 
 def _op(name, **args):

@@ -15,10 +15,13 @@ from typing import Any, Iterator
 
 import numpy as np
 
+import engines
+from engines.api import table_requirements
 from lab.scenarios import ids as gen
 from lab.scenarios.model import MUTATING_OPS, OpSpec, Scenario
 
 PREFILL_CHUNK = 1_000_000
+DEFAULT_EXPIRE_DAYS = 36500          # the config proto default: TTL effectively off
 FLOAT_BYTES = 4
 
 
@@ -35,52 +38,43 @@ class OpOutcome:
     output: dict | None = None  # what parity compares (capture=True only)
 
 
-def unsupported_reason(engine, scenario: Scenario) -> str | None:
-    """Why `engine` cannot follow `scenario` at all (a table it cannot build, a mutating op it
-    does not declare), or None. Read-only ops it lacks are skipped step by step instead."""
-    caps = engine.capabilities
+def scenario_requirements(scenario: Scenario) -> engines.Requirements:
+    """What an engine must declare to follow `scenario` at all: every table it builds and every
+    mutating op it runs (read-only ops it lacks are skipped step by step instead)."""
+    needs = engines.Requirements()
     for t in scenario.tables:
-        for opt in t.optimizers():
-            if opt not in caps.optimizers:
-                return f"optimizer {opt} not declared"
-        if len(t.optimizers()) > 1 and not caps.multi_segment:
-            return "multi-segment entries not declared"
-        if t.hash_filter is not None:
-            kind = t.hash_filter.get("kind", "sliding")
-            if kind not in caps.filters:
-                return f"{kind} hash filter not declared"
-        if t.monolith_quirks and not caps.quirks:
-            return "monolith_quirks not declared"
-        init = t.config.get("initializer", "zeros")
-        if init not in caps.initializers:
-            return f"initializer {init} not declared"
-        if "expire_days" in t.config and not caps.ttl:
-            return "TTL not declared"
-    ops = {o.op for o in scenario.ops}
+        spec = engines.parse_table_config(t.build_config())
+        kind = t.hash_filter.get("kind", "sliding") if t.hash_filter is not None else None
+        needs |= table_requirements(spec, kind, t.monolith_quirks)
+        if spec.default_expire_days != DEFAULT_EXPIRE_DAYS or spec.slot_expire_days:
+            needs |= engines.Requirements(ttl=True)
+    ops = {o.op for o in scenario.ops} & (MUTATING_OPS - {"fused_apply"})
     if scenario.prefill:
         ops.add("assign")
-    for op in sorted(ops & MUTATING_OPS - {"fused_apply"}):
-        if op not in caps.ops:
-            return f"op {op} not declared"
-    if "restore" in ops and "save" not in caps.ops:
-        return "op save not declared (needed by restore)"
-    if any(o.fused for o in scenario.ops) and not caps.fused:
-        return "fused ops not declared"
-    if "filter" in ops and not any(t.hash_filter for t in scenario.tables):
-        return "filter op without a table hash_filter"
+    if "restore" in ops:
+        ops.add("save")                   # restore reads what the scenario saved
     dedup = scenario.dedup or any(o.args.get("enable_dedup") for o in scenario.ops)
-    if dedup and not caps.dedup:
-        return "dedup not declared"
-    return None
+    return needs | engines.Requirements(
+        ops=frozenset(ops),
+        fused=any(o.fused for o in scenario.ops), dedup=bool(dedup),
+        threads=scenario.threads > 1)
+
+
+def unsupported_reason(capabilities, scenario: Scenario) -> str | None:
+    """Why an engine with these capabilities cannot follow `scenario`, or None."""
+    if "filter" in {o.op for o in scenario.ops} and not any(t.hash_filter
+                                                            for t in scenario.tables):
+        return "filter op without a table hash_filter"
+    missing = capabilities.missing(scenario_requirements(scenario))
+    return f"{', '.join(missing)} not declared" if missing else None
 
 
 def skipped_op_reason(engine, op: OpSpec) -> str | None:
     """Why a read-only op is skipped on this engine, or None."""
     if op.op in ("filter",) or op.fused or op.op in MUTATING_OPS:
         return None
-    if op.op not in engine.capabilities.ops:
-        return f"op {op.op} not declared"
-    return None
+    missing = engine.capabilities.missing(engines.Requirements.of(ops=op.op))
+    return f"{missing[0]} not declared" if missing else None
 
 
 def _digest(path: str) -> str:

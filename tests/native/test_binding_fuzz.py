@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import engines
 
 native = pytest.importorskip("engines.native._native_cpu")
-from engines.native.cpu import _segment_dict  # noqa: E402
+from engines.native.common import config_text  # noqa: E402
 
 DIM = 3
 PROBE = np.arange(-2, 10, dtype=np.int64)
@@ -93,24 +93,43 @@ def test_huge_multi_segment_dims_raise():
         engines.get("native-cpu", threads=1).create_table(cfg, learning_rates=(0.1, 0.1))
 
 
-def test_malformed_layouts_are_rejected():
+def _adam_text() -> str:
     spec = engines.parse_table_config(engines.table_config(dim=4, optimizer="adam"))
-    pool = native.Pool(1)
-    seg = _segment_dict(spec.segments[0])
-    exp = np.full(1 << 15, 36500, np.int64)
-    good = dict(segments=[seg], dim=4, state_words=spec.state_words, seed=0, quirks=False,
-                fid_version=2, expire_days=exp)
-    native.Table(pool, None, **good)
-    bad_cases = [
-        dict(dim=5), dict(state_words=3), dict(fid_version=3),
-        dict(expire_days=np.zeros(7, np.int64)),
-        dict(segments=[{**seg, "opt": 99}]), dict(segments=[{**seg, "state_words": 1}]),
-        dict(segments=[{**seg, "dim": -4}]), dict(segments=[]),
-        dict(segments=[{**seg, "comp": 4, "step_size": 0}]),
-    ]
-    for case in bad_cases:
-        with pytest.raises((ValueError, TypeError)):
-            native.Table(pool, None, **{**good, **case})
+    return config_text(spec, seed=0, quirks=False)
+
+
+def test_config_text_round_trips_into_a_table():
+    native.Table(native.Pool(1), None, _adam_text())
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda t: t.replace("dim 4\n", "dim 5\n"), "dim/state_words"),
+    (lambda t: t.replace("state_words 10", "state_words 3"), "dim/state_words"),
+    (lambda t: t.replace("fid_version 2", "fid_version 3"), "fid_version"),
+    (lambda t: t.replace("optimizer=adam", "optimizer=adamw"), "unknown optimizer 'adamw'"),
+    (lambda t: t.replace(" state_words=10", " state_words=1"), "layout"),
+    (lambda t: t.replace("segment dim=4", "segment dim=-4"), "dim -4"),
+    (lambda t: "\n".join(ln for ln in t.splitlines() if not ln.startswith("segment")),
+     "at least one segment"),
+    (lambda t: t.replace("compressor=fp32", "compressor=one_bit"), "missing step_size"),
+    # a missing key is an error naming it, never a silent 0
+    (lambda t: t.replace(" beta2=", " beta2_typo="), "missing beta2"),
+    (lambda t: t.replace("expire_default 36500\n", ""), "missing expire_default"),
+    (lambda t: t.replace(" epsilon=0x", " epsilon=0.1x"), "epsilon"),
+    (lambda t: t.replace("beta1=0x1.cccccc0000000p-1", "beta1=0.1"), "not an exact float32"),
+    (lambda t: t.replace("hashlab-table-config 1", "hashlab-table-config 2"), "header"),
+    (lambda t: t + "seed 4\n", "seed given twice"),
+    (lambda t: t + "expire_slot 40000 1\n", "out of range"),
+])
+def test_malformed_config_text_is_rejected(edit, match):
+    text = _adam_text()
+    bad = edit(text)
+    assert bad != text
+    with pytest.raises(ValueError, match=match):
+        native.Table(native.Pool(1), None, bad)
+
+
+def test_pool_size_is_checked():
     with pytest.raises(ValueError):
         native.Pool(0)
 
@@ -136,8 +155,8 @@ def test_direct_scalar_argument_checks():
         raw.save("/tmp/hashlab-never", 100_000)
     with pytest.raises(engines.CheckpointError):
         t.restore("/nonexistent-dir/never")
-    with pytest.raises(ValueError, match="not found"):
-        raw.restore(["/nonexistent-dir/never-00000-of-00001"])
+    with pytest.raises(engines.CheckpointError, match="no checkpoint files"):
+        raw.restore("/nonexistent-dir/never")
     assert snapshot(t) == before
 
 

@@ -4,7 +4,8 @@
 // engines/native/gpu.py validates arguments first; these functions re-check what C++ relies on.
 //
 // Errors: invalid_argument -> ValueError, bad_alloc -> MemoryError, CUDA failures ->
-// RuntimeError, system_error -> OSError, CheckpointFailure -> _native_cuda.CheckpointFailure.
+// RuntimeError, system_error -> OSError, CheckpointFailure -> engines.errors.CheckpointError.
+// Checkpoints go through the same ShardCodec as the CPU engine (byte-identical files).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/function.h>
@@ -14,8 +15,11 @@
 #include <cstring>
 #include <limits>
 #include <system_error>
+#include <thread>
 
-#include "checkpoint_host.h"
+#include "binding_common.h"
+#include "entry_dump.h"
+#include "shard_codec.h"
 #include "cuda_check.h"
 #include "dev_buffer.h"
 #include "device_scope.h"
@@ -123,61 +127,6 @@ nb::list bytes_list(const std::vector<std::string>& v) {
   return out;
 }
 
-float fget(const nb::dict& d, const char* key) {
-  return d.contains(key) ? static_cast<float>(nb::cast<double>(d[key])) : 0.f;
-}
-int64_t iget(const nb::dict& d, const char* key) {
-  if (!d.contains(key)) throw std::invalid_argument(std::string("segment is missing ") + key);
-  return nb::cast<int64_t>(d[key]);
-}
-
-// Segment dicts as engines/native/cpu.py's _segment_dict builds them.
-hashlab::TableConfig make_config(const nb::list& segments, int64_t dim, int64_t state_words,
-                                 uint64_t seed, bool quirks, int fid_version,
-                                 const nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig,
-                                                   nb::device::cpu>& expire_days) {
-  hashlab::TableConfig cfg;
-  for (nb::handle h : segments) {
-    nb::dict d = nb::cast<nb::dict>(h);
-    hashlab::Segment s;
-    s.dim = iget(d, "dim");
-    s.offset = iget(d, "offset");
-    s.state_offset = iget(d, "state_offset");
-    s.state_words = iget(d, "state_words");
-    s.init.kind = static_cast<hashlab::InitKind>(iget(d, "init"));
-    s.init.constant = fget(d, "constant");
-    s.init.minval = fget(d, "minval");
-    s.init.maxval = fget(d, "maxval");
-    s.opt.kind = static_cast<hashlab::OptKind>(iget(d, "opt"));
-    s.opt.learning_rate = fget(d, "learning_rate");
-    s.opt.weight_decay = fget(d, "weight_decay_factor");
-    s.opt.initial_accumulator = fget(d, "initial_accumulator_value");
-    s.opt.beta = fget(d, "beta");
-    s.opt.l1 = fget(d, "l1_regularization_strength");
-    s.opt.l2 = fget(d, "l2_regularization_strength");
-    s.opt.averaging_ratio = fget(d, "averaging_ratio");
-    s.opt.epsilon = fget(d, "epsilon");
-    s.opt.beta1 = fget(d, "beta1");
-    s.opt.beta2 = fget(d, "beta2");
-    s.opt.momentum = fget(d, "momentum");
-    s.opt.nesterov = d.contains("use_nesterov") && nb::cast<bool>(d["use_nesterov"]);
-    s.comp.kind = static_cast<hashlab::CompKind>(iget(d, "comp"));
-    s.comp.r = fget(d, "r");
-    s.comp.step_size = d.contains("step_size") ? nb::cast<int64_t>(d["step_size"]) : 200;
-    s.comp.init_scale = fget(d, "init_scale");
-    s.comp.max_scale = fget(d, "max_scale");
-    s.comp.amplitude = fget(d, "amplitude");
-    cfg.segments.push_back(s);
-  }
-  cfg.dim = dim;
-  cfg.state_words = state_words;
-  cfg.seed = seed;
-  cfg.quirks = quirks;
-  cfg.fid_version = fid_version;
-  cfg.expire_days.assign(expire_days.data(), expire_days.data() + expire_days.shape(0));
-  return cfg;
-}
-
 int64_t rows_of(const AnyArray& a, int64_t dim, const char* name) {
   if (a.ndim() == 2 && static_cast<int64_t>(a.shape(1)) == dim) return a.shape(0);
   if (a.ndim() == 1 && dim > 0 && static_cast<int64_t>(a.shape(0)) % dim == 0)
@@ -186,24 +135,38 @@ int64_t rows_of(const AnyArray& a, int64_t dim, const char* name) {
                               "]");
 }
 
-hashlab::gpu::HostEntries export_all(GpuTable& t) {
-  hashlab::gpu::HostEntries e;
-  t.export_all(&e.ids, &e.recs);
-  return e;
+// Every entry of the table, copied to the host once: the ShardCodec's EntrySource.
+class HostEntries : public hashlab::EntrySource {
+ public:
+  explicit HostEntries(GpuTable& t) : stride_(t.config().record_words()) {
+    t.export_all(&ids_, &recs_);
+  }
+  int64_t parts() const override { return 1; }
+  void list(int64_t, std::vector<hashlab::EntryRef>* out) const override {
+    out->reserve(out->size() + ids_.size());
+    for (size_t i = 0; i < ids_.size(); ++i)
+      out->push_back(hashlab::EntryRef{ids_[i], recs_.data() + i * stride_});
+  }
+
+ private:
+  int64_t stride_;
+  std::vector<int64_t> ids_;
+  std::vector<float> recs_;
+};
+
+// Host threads that encode and parse checkpoints for every GPU table of the process.
+hashlab::ThreadPool& codec_pool() {
+  static hashlab::ThreadPool pool(
+      static_cast<int>(std::max(1u, std::min(8u, std::thread::hardware_concurrency()))));
+  return pool;
 }
 
 }  // namespace
 
 NB_MODULE(_native_cuda, m) {
   m.doc() = "hashtable-lab native GPU engine (CUDA tables; see engines/native/cuda/README.md)";
-  nb::exception<hashlab::CheckpointFailure>(m, "CheckpointFailure", PyExc_ValueError);
-  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
-    try {
-      std::rethrow_exception(p);
-    } catch (const std::system_error& e) {
-      PyErr_SetObject(PyExc_OSError, Py_BuildValue("(is)", e.code().value(), e.what()));
-    }
-  });
+  hashlab::binding::register_errors();
+  hashlab::binding::bind_vocabulary(m);
 
   // "" when a CUDA device can be used, else why not (cudaGetDeviceCount's error string).
   m.def("probe", []() -> std::string {
@@ -249,19 +212,15 @@ NB_MODULE(_native_cuda, m) {
                              "download");
     return got == none ? int64_t{-1} : static_cast<int64_t>(got);
   }, "array"_a, "width"_a);
-  using Expire = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
   using HostIds = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
   using Lrs = nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
   nb::class_<GpuTable>(m, "Table")
-      .def("__init__", [](GpuTable* self, int device, nb::list segments, int64_t dim,
-                          int64_t state_words, uint64_t seed, bool quirks, int fid_version,
-                          Expire expire_days, int64_t initial_capacity) {
-        new (self) GpuTable(make_config(segments, dim, state_words, seed, quirks, fid_version,
-                                        expire_days),
-                            device, initial_capacity);
-      }, "device"_a, "segments"_a, "dim"_a, "state_words"_a, "seed"_a, "quirks"_a,
-         "fid_version"_a, "expire_days"_a.noconvert(), "initial_capacity"_a)
+      // config: the marshalled table config (table_config.h; engines/native/common.py).
+      .def("__init__", [](GpuTable* self, int device, const std::string& config,
+                          int64_t initial_capacity) {
+        new (self) GpuTable(hashlab::TableConfig::parse(config), device, initial_capacity);
+      }, "device"_a, "config"_a, "initial_capacity"_a)
       .def_prop_ro("dim", &GpuTable::dim)
       .def_prop_ro("device", &GpuTable::device)
       // filter(ids: int64[m], counts: int64[m]) -> uint8[m] (1 = admit), or None.
@@ -363,45 +322,60 @@ NB_MODULE(_native_cuda, m) {
           std::vector<float> recs;
           std::vector<uint8_t> found;
           t.export_ids(ids.data(), static_cast<int64_t>(ids.shape(0)), &recs, &found);
-          dumps = hashlab::gpu::encode_entries(t.config(), recs, found);
+          const hashlab::TableConfig& cfg = t.config();
+          const int64_t stride = cfg.record_words();
+          dumps.resize(found.size());
+          for (size_t i = 0; i < found.size(); ++i) {
+            if (!found[i]) continue;
+            const float* rec = recs.data() + i * stride;
+            dumps[i].resize(hashlab::entry_dump_size(cfg, rec, false));
+            hashlab::encode_entry_dump(cfg, rec, false, 0,
+                                       reinterpret_cast<uint8_t*>(dumps[i].data()));
+          }
         }
         return bytes_list(dumps);
       }, "ids"_a.noconvert())
-      // The bytes of every shard file of a save (nshards = -1: automatic); the caller writes
-      // them crash-safely.
-      .def("encode_shards", [](GpuTable& t, int64_t nshards) {
-        std::vector<std::string> files;
-        {
-          nb::gil_scoped_release rel;
-          const int64_t n = t.size();
-          if (nshards == -1) nshards = std::min<int64_t>(4, std::max<int64_t>(1, n / 1000000));
-          if (nshards < 1 || nshards > 99999)
-            throw std::invalid_argument("nshards: shard count must be in [1, 99999], got " +
-                                        std::to_string(nshards));
-          const auto e = export_all(t);
-          files = hashlab::gpu::encode_shards(t.config(), e, t.max_update_ts(), nshards);
-        }
-        return bytes_list(files);
-      }, "nshards"_a)
+      .def("save", [](GpuTable& t, const std::string& basename, int64_t nshards) {
+        nb::gil_scoped_release rel;
+        const HostEntries entries(t);
+        return hashlab::ShardCodec(t.config(), codec_pool())
+            .save(entries, t.max_update_ts(), basename, nshards);
+      }, "basename"_a, "nshards"_a)
       .def("save_as_tensor", [](GpuTable& t, int64_t shard_idx, int64_t num_shards,
                                 int64_t limit, int64_t offset) {
-        if (num_shards < 1 || num_shards > 0xFFFFFFFFLL || shard_idx < 0 ||
-            shard_idx >= num_shards || limit < 1 || offset < 0)
-          throw std::invalid_argument("save_as_tensor: bad shard_idx/num_shards/limit/offset");
-        std::vector<std::string> dumps;
+        hashlab::Blobs dumps;
         int64_t new_offset = 0;
         {
           nb::gil_scoped_release rel;
-          const auto e = export_all(t);
-          dumps = hashlab::gpu::encode_slice(t.config(), e, shard_idx, num_shards, limit, offset,
-                                             &new_offset);
+          const HostEntries entries(t);
+          dumps = hashlab::ShardCodec(t.config(), codec_pool())
+                      .slice(entries, shard_idx, num_shards, limit, offset, &new_offset);
         }
-        return nb::make_tuple(new_offset, bytes_list(dumps));
+        nb::list out;
+        for (int64_t i = 0; i < dumps.count(); ++i)
+          out.append(nb::bytes(reinterpret_cast<const char*>(dumps.data.data()) +
+                                   dumps.offsets[i],
+                               static_cast<size_t>(dumps.offsets[i + 1] - dumps.offsets[i])));
+        return nb::make_tuple(new_offset, out);
       }, "shard_idx"_a, "num_shards"_a, "limit"_a, "offset"_a)
       // Every file is read, CRC-checked and parsed before the device table changes.
-      .def("restore", [](GpuTable& t, const std::vector<std::string>& paths) {
+      .def("restore", [](GpuTable& t, const std::string& basename) {
         nb::gil_scoped_release rel;
-        hashlab::gpu::Staged st = hashlab::gpu::read_checkpoint(t.config(), paths);
-        t.load(st.ids, st.ts, st.num_count, st.data);
-      }, "paths"_a);
+        const hashlab::TableConfig& cfg = t.config();
+        const hashlab::Staged st = hashlab::ShardCodec(cfg, codec_pool()).read(basename);
+        const int64_t stride = cfg.dim + cfg.state_words;
+        // A later record of an id replaces the earlier one entirely: the device loads distinct
+        // ids, the last record of each.
+        std::vector<int64_t> ids, ts;
+        std::vector<int32_t> num_count;
+        std::vector<float> rows;
+        for (int64_t i : hashlab::last_record_of_each_id(st)) {
+          ids.push_back(st.ids[i]);
+          ts.push_back(st.ts[i]);
+          num_count.push_back(static_cast<int32_t>(st.num_count[i]));
+          const float* r = st.row(i, stride);
+          rows.insert(rows.end(), r, r + stride);
+        }
+        t.load(ids, ts, num_count, rows);
+      }, "basename"_a);
 }

@@ -70,7 +70,15 @@ int device_count(std::string* error) {
   const cudaError_t rc = cudaGetDeviceCount(&n);
   if (rc != cudaSuccess) {
     cudaGetLastError();
-    if (error) *error = cudaGetErrorString(rc);
+    if (error) {
+      // What a user should read: the common cases in plain words, the runtime's text otherwise.
+      if (rc == cudaErrorNoDevice)
+        *error = "no NVIDIA GPU found";
+      else if (rc == cudaErrorInsufficientDriver)
+        *error = "no NVIDIA driver is loaded (or it is older than this build's CUDA runtime)";
+      else
+        *error = cudaGetErrorString(rc);
+    }
     return 0;
   }
   return n;

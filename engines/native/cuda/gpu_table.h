@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "dev_layout.h"
-#include "table.h"  // hashlab::TableConfig (the CPU engine's, so both share one parser/encoder)
+#include "table_config.h"  // hashlab::TableConfig: one parser and layout for every build
 
 namespace hashlab::gpu {
 

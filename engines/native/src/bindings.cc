@@ -2,8 +2,7 @@
 // (engines/api.py validates first, but these functions can be called directly), allocates
 // outputs before releasing the GIL, and converts C++ errors to Python exceptions:
 // invalid_argument -> ValueError, bad_alloc -> MemoryError, system_error -> OSError,
-// CheckpointFailure -> _native_cpu.CheckpointFailure (a ValueError; cpu.py re-raises it as
-// engines.api.CheckpointError).
+// CheckpointFailure -> engines.errors.CheckpointError (binding_common.h).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/shared_ptr.h>
@@ -15,6 +14,7 @@
 #include <system_error>
 
 #include "big_alloc.h"
+#include "binding_common.h"
 #include "crc32c.h"
 #include "filters.h"
 #include "table.h"
@@ -90,59 +90,6 @@ nb::list to_bytes_list(const std::vector<hashlab::Blobs>& parts) {
   return out;
 }
 
-float fget(const nb::dict& d, const char* key) {
-  return d.contains(key) ? static_cast<float>(nb::cast<double>(d[key])) : 0.f;
-}
-int64_t iget(const nb::dict& d, const char* key) {
-  if (!d.contains(key)) throw std::invalid_argument(std::string("segment is missing ") + key);
-  return nb::cast<int64_t>(d[key]);
-}
-
-hashlab::TableConfig make_config(const nb::list& segments, int64_t dim, int64_t state_words,
-                                 uint64_t seed, bool quirks, int fid_version,
-                                 const I64Array& expire_days) {
-  hashlab::TableConfig cfg;
-  for (nb::handle h : segments) {
-    nb::dict d = nb::cast<nb::dict>(h);
-    hashlab::Segment s;
-    s.dim = iget(d, "dim");
-    s.offset = iget(d, "offset");
-    s.state_offset = iget(d, "state_offset");
-    s.state_words = iget(d, "state_words");
-    s.init.kind = static_cast<hashlab::InitKind>(iget(d, "init"));
-    s.init.constant = fget(d, "constant");
-    s.init.minval = fget(d, "minval");
-    s.init.maxval = fget(d, "maxval");
-    s.opt.kind = static_cast<hashlab::OptKind>(iget(d, "opt"));
-    s.opt.learning_rate = fget(d, "learning_rate");
-    s.opt.weight_decay = fget(d, "weight_decay_factor");
-    s.opt.initial_accumulator = fget(d, "initial_accumulator_value");
-    s.opt.beta = fget(d, "beta");
-    s.opt.l1 = fget(d, "l1_regularization_strength");
-    s.opt.l2 = fget(d, "l2_regularization_strength");
-    s.opt.averaging_ratio = fget(d, "averaging_ratio");
-    s.opt.epsilon = fget(d, "epsilon");
-    s.opt.beta1 = fget(d, "beta1");
-    s.opt.beta2 = fget(d, "beta2");
-    s.opt.momentum = fget(d, "momentum");
-    s.opt.nesterov = d.contains("use_nesterov") && nb::cast<bool>(d["use_nesterov"]);
-    s.comp.kind = static_cast<hashlab::CompKind>(iget(d, "comp"));
-    s.comp.r = fget(d, "r");
-    s.comp.step_size = d.contains("step_size") ? nb::cast<int64_t>(d["step_size"]) : 200;
-    s.comp.init_scale = fget(d, "init_scale");
-    s.comp.max_scale = fget(d, "max_scale");
-    s.comp.amplitude = fget(d, "amplitude");
-    cfg.segments.push_back(s);
-  }
-  cfg.dim = dim;
-  cfg.state_words = state_words;
-  cfg.seed = seed;
-  cfg.quirks = quirks;
-  cfg.fid_version = fid_version;
-  cfg.expire_days.assign(expire_days.data(), expire_days.data() + expire_days.shape(0));
-  return cfg;
-}
-
 int64_t checked_count(int64_t n, int64_t dim) {
   if (dim > 0 && n > std::numeric_limits<int64_t>::max() / 4 / dim)
     throw std::invalid_argument("batch too large: ids x dim overflows");
@@ -153,15 +100,8 @@ int64_t checked_count(int64_t n, int64_t dim) {
 
 NB_MODULE(_native_cpu, m) {
   m.doc() = "hashtable-lab native CPU engine (C++ core; see engines/native/README.md)";
-  nb::exception<hashlab::CheckpointFailure>(m, "CheckpointFailure", PyExc_ValueError);
-  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
-    try {
-      std::rethrow_exception(p);
-    } catch (const std::system_error& e) {
-      PyErr_SetObject(PyExc_OSError,
-                      Py_BuildValue("(is)", e.code().value(), e.what()));
-    }
-  });
+  hashlab::binding::register_errors();
+  hashlab::binding::bind_vocabulary(m);
 
   m.def("crc32c", [](nb::bytes data) {
     return hashlab::crc32c(reinterpret_cast<const uint8_t*>(data.c_str()), data.size());
@@ -222,6 +162,22 @@ NB_MODULE(_native_cpu, m) {
         std::lock_guard<std::mutex> lk(self.f->mutex());
         return self.f->failure_count();
       })
+      // Admission of ids a table lacks, in order (count: occurrences in the batch, or 1):
+      // uint8 mask, 1 = admit. One call per batch (the GPU table's filter pass).
+      .def("admit", [](Filter& self, IdArray ids, I64Array counts) {
+        const int64_t n = static_cast<int64_t>(ids.shape(0));
+        if (static_cast<int64_t>(counts.shape(0)) != n)
+          throw std::invalid_argument("counts must have one value per id");
+        uint8_t* out;
+        auto arr = new_array<uint8_t>({static_cast<size_t>(n)}, &out);
+        {
+          nb::gil_scoped_release rel;
+          std::lock_guard<std::mutex> lk(self.f->mutex());
+          for (int64_t i = 0; i < n; ++i)
+            out[i] = !self.f->should_be_filtered(ids.data()[i], counts.data()[i], 0);
+        }
+        return arr;
+      }, "ids"_a.noconvert(), "counts"_a.noconvert())
       // Mask of the positions intercept_gradient zeroes (in order; duplicates see earlier adds).
       .def("intercept_mask", [](Filter& self, IdArray ids) {
         const int64_t n = static_cast<int64_t>(ids.shape(0));
@@ -291,14 +247,12 @@ NB_MODULE(_native_cpu, m) {
       });
 
   nb::class_<Table>(m, "Table")
+      // config: the marshalled table config (table_config.h; engines/native/common.py).
       .def("__init__", [](Table* self, Pool& pool, std::shared_ptr<Filter> filter,
-                          nb::list segments, int64_t dim, int64_t state_words, uint64_t seed,
-                          bool quirks, int fid_version, I64Array expire_days) {
-        new (self) Table(make_config(segments, dim, state_words, seed, quirks, fid_version,
-                                     expire_days),
-                         pool.pool, filter ? filter->f : nullptr);
-      }, "pool"_a, "filter"_a.none(), "segments"_a, "dim"_a, "state_words"_a, "seed"_a,
-         "quirks"_a, "fid_version"_a, "expire_days"_a.noconvert())
+                          const std::string& config) {
+        new (self) Table(hashlab::TableConfig::parse(config), pool.pool,
+                         filter ? filter->f : nullptr);
+      }, "pool"_a, "filter"_a.none(), "config"_a)
       .def_prop_ro("dim", &Table::dim)
       .def("assign", [](Table& t, IdArray ids, FloatArray values, int64_t req_time, bool add) {
         const int64_t n = static_cast<int64_t>(ids.shape(0));
@@ -345,10 +299,10 @@ NB_MODULE(_native_cpu, m) {
         nb::gil_scoped_release rel;
         return t.save(basename, nshards);
       }, "basename"_a, "nshards"_a)
-      .def("restore", [](Table& t, const std::vector<std::string>& paths) {
+      .def("restore", [](Table& t, const std::string& basename) {
         nb::gil_scoped_release rel;
-        t.restore(paths);
-      }, "paths"_a)
+        t.restore(basename);
+      }, "basename"_a)
       .def("save_as_tensor", [](Table& t, int64_t shard_idx, int64_t num_shards, int64_t limit,
                                 int64_t offset) {
         int64_t new_offset = 0;

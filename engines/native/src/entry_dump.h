@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <string>
 
-#include "table.h"
+#include "table_config.h"
 
 namespace hashlab {
 

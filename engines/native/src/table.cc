@@ -31,41 +31,6 @@ struct Table::Scratch {
   }
 };
 
-void TableConfig::validate() const {
-  if (segments.empty()) throw std::invalid_argument("config: at least one segment is required");
-  int64_t off = 0, soff = 0;
-  for (size_t k = 0; k < segments.size(); ++k) {
-    const Segment& s = segments[k];
-    if (s.dim < 1 || s.dim > Table::kMaxRowWords)
-      throw std::invalid_argument("config: segment " + std::to_string(k) + " dim " +
-                                  std::to_string(s.dim) + " is out of range [1, " +
-                                  std::to_string(Table::kMaxRowWords) + "]");
-    if (s.offset != off || s.state_offset != soff ||
-        s.state_words != opt_state_words(s.opt.kind, s.dim))
-      throw std::invalid_argument("config: segment " + std::to_string(k) +
-                                  " layout does not match its dim and optimizer");
-    if (static_cast<int32_t>(s.opt.kind) < 0 || static_cast<int32_t>(s.opt.kind) > 11 ||
-        static_cast<int32_t>(s.init.kind) < 0 || static_cast<int32_t>(s.init.kind) > 3 ||
-        static_cast<int32_t>(s.comp.kind) < 0 || static_cast<int32_t>(s.comp.kind) > 4)
-      throw std::invalid_argument("config: unknown optimizer/initializer/compressor kind");
-    if (s.comp.kind == CompKind::kOneBit && s.comp.step_size <= 0)
-      throw std::invalid_argument("config: one_bit step_size must be > 0 (segment " +
-                                  std::to_string(k) + ")");
-    off += s.dim;
-    soff += s.state_words;
-    if (off + soff + 3 > Table::kMaxRowWords)
-      throw std::invalid_argument("config: dim " + std::to_string(off) +
-                                  " is too large: an entry would exceed " +
-                                  std::to_string(Table::kMaxRowWords * 4) + " bytes");
-  }
-  if (dim != off || state_words != soff)
-    throw std::invalid_argument("config: dim/state_words do not match the segments");
-  if (fid_version != 1 && fid_version != 2)
-    throw std::invalid_argument("fid_version must be 1 or 2");
-  if (expire_days.size() != (1u << 15))
-    throw std::invalid_argument("config: expire_days must have 32768 entries");
-}
-
 Table::Table(TableConfig cfg, std::shared_ptr<ThreadPool> pool,
              std::shared_ptr<HashFilter> filter)
     : cfg_(std::move(cfg)), pool_(std::move(pool)), filter_(std::move(filter)) {

@@ -14,55 +14,18 @@
 #include <string>
 #include <vector>
 
-#include "compress_math.h"
 #include "filters.h"
 #include "hash_table.h"
-#include "init_math.h"
-#include "opt_math.h"
+#include "shard_codec.h"
+#include "table_config.h"
 #include "thread_pool.h"
 
 namespace hashlab {
-
-// A checkpoint that is missing, corrupt or does not fit the table (-> engines.api.CheckpointError).
-struct CheckpointFailure : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-struct Segment {
-  int64_t dim = 0, offset = 0, state_offset = 0, state_words = 0;
-  InitParams init;
-  OptParams opt;
-  CompParams comp;
-};
-
-struct TableConfig {
-  std::vector<Segment> segments;
-  int64_t dim = 0, state_words = 0;
-  uint64_t seed = 0;
-  bool quirks = false;
-  int fid_version = 2;
-  std::vector<int64_t> expire_days;  // per TTL slot (32768 for fid v2, 1024 for v1 suffices)
-
-  // Checks the layout (offsets contiguous, state sizes right, sizes bounded). Throws.
-  void validate() const;
-};
-
-// Serialized byte strings: blob i is data[offsets[i] .. offsets[i+1]).
-struct Blobs {
-  std::vector<uint8_t> data;
-  std::vector<int64_t> offsets{0};
-  void push(const uint8_t* p, size_t n) {
-    data.insert(data.end(), p, p + n);
-    offsets.push_back(static_cast<int64_t>(data.size()));
-  }
-  int64_t count() const { return static_cast<int64_t>(offsets.size()) - 1; }
-};
 
 class Table {
  public:
   static constexpr int kPartitionBits = 6;
   static constexpr int kPartitions = 1 << kPartitionBits;
-  static constexpr int64_t kMaxRowWords = int64_t{1} << 26;  // 256 MiB per entry
 
   Table(TableConfig cfg, std::shared_ptr<ThreadPool> pool, std::shared_ptr<HashFilter> filter);
 
@@ -78,9 +41,9 @@ class Table {
   int64_t max_update_ts() const;
   int64_t memory_bytes() const;
 
-  // checkpoint.cc
+  // table_checkpoint.cc (the files themselves are shard_codec.h's)
   std::vector<std::string> save(const std::string& basename, int64_t nshards) const;
-  void restore(const std::vector<std::string>& paths);
+  void restore(const std::string& basename);
   Blobs save_as_tensor(int64_t shard_idx, int64_t num_shards, int64_t limit, int64_t offset,
                        int64_t* new_offset) const;
 
@@ -88,16 +51,8 @@ class Table {
 
  private:
   struct Scratch;
-  struct Entry {  // a live entry, for save / save_as_tensor
-    int64_t id;
-    const float* row;
-  };
+  class Entries;  // the partitions as a ShardCodec EntrySource
   float* ts_word(float* row) const { return row + cfg_.dim + cfg_.state_words; }
-  uint32_t ts_of(const float* row) const {
-    uint32_t ts;
-    memcpy(&ts, row + cfg_.dim + cfg_.state_words, 4);
-    return ts;
-  }
   void set_ts(float* row, int64_t req_time) const {
     const uint32_t ts = static_cast<uint32_t>(static_cast<uint64_t>(req_time));
     memcpy(ts_word(row), &ts, 4);
@@ -116,8 +71,6 @@ class Table {
                   uint32_t* rows) const;
   BigVector<uint64_t> hash_all(const int64_t* ids, int64_t n) const;
   uint32_t upsert(Partition& part, int64_t id, uint64_t h);
-  void sorted_entries(bool ttl, int64_t shard_idx, int64_t num_shards,
-                                    std::vector<std::vector<Entry>>* by_shard) const;
 
   TableConfig cfg_;
   int64_t row_words_;

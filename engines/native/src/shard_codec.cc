@@ -1,0 +1,315 @@
+#include "shard_codec.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <future>
+
+#include "checkpoint_files.h"
+#include "common.h"
+#include "crc32c.h"
+#include "entry_dump.h"
+
+namespace hashlab {
+namespace {
+
+constexpr int64_t kSecondsPerDay = 86400;
+constexpr size_t kFrameBytes = 16;          // length, length CRC, payload CRC
+constexpr size_t kBlockBytes = size_t{4} << 20;  // encode/write unit of a save
+
+inline uint8_t* put_u32(uint8_t* p, uint32_t v) {
+  memcpy(p, &v, 4);
+  return p + 4;
+}
+
+// One TFRecord frame around the dump (with id) of an entry; sz = entry_dump_size(...).
+uint8_t* frame_entry(const TableConfig& cfg, const EntryRef& e, size_t sz, uint8_t* p) {
+  const uint64_t len = sz;
+  memcpy(p, &len, 8);
+  p = put_u32(p + 8, masked_crc(p, 8));
+  uint8_t* payload = p;
+  p = encode_entry_dump(cfg, e.rec, true, e.id, p);
+  return put_u32(p, masked_crc(payload, sz));
+}
+
+// Frames of entries[b, e) into buf (resized to fit; its memory is reused across blocks).
+void encode_block(const TableConfig& cfg, const std::vector<EntryRef>& es, int64_t b, int64_t e,
+                  ByteBuffer* buf) {
+  size_t total = 0;
+  for (int64_t i = b; i < e; ++i) total += kFrameBytes + entry_dump_size(cfg, es[i].rec, true);
+  buf->resize(total);
+  uint8_t* p = buf->data();
+  for (int64_t i = b; i < e; ++i)
+    p = frame_entry(cfg, es[i], entry_dump_size(cfg, es[i].rec, true), p);
+}
+
+bool by_id(const EntryRef& a, const EntryRef& b) { return a.id < b.id; }
+
+struct Frame {
+  size_t start, length;
+};
+
+}  // namespace
+
+int64_t auto_nshards(int64_t live_entries) {
+  return std::min<int64_t>(4, std::max<int64_t>(1, live_entries / 1000000));
+}
+
+std::vector<int64_t> last_record_of_each_id(const Staged& st) {
+  const int64_t n = st.size();
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) idx[i] = i;
+  std::stable_sort(idx.begin(), idx.end(),
+                   [&](int64_t a, int64_t b) { return st.ids[a] < st.ids[b]; });
+  std::vector<int64_t> last;
+  last.reserve(idx.size());
+  for (int64_t k = 0; k < n; ++k)
+    if (k + 1 == n || st.ids[idx[k + 1]] != st.ids[idx[k]]) last.push_back(idx[k]);
+  return last;
+}
+
+bool expired(const TableConfig& cfg, int64_t id, uint32_t ts, int64_t max_ts) {
+  const int64_t days = cfg.expire_days[ttl_slot(id, cfg.fid_version)];
+  const int64_t expire = static_cast<int64_t>(static_cast<uint64_t>(days) *
+                                              static_cast<uint64_t>(kSecondsPerDay));
+  return max_ts - static_cast<int64_t>(ts) >= expire;
+}
+
+std::vector<std::vector<EntryRef>> ShardCodec::sorted_buckets(const EntrySource& src, bool ttl,
+                                                              int64_t max_ts, int64_t shard_idx,
+                                                              int64_t num_shards) const {
+  const int T = pool_.size();
+  const int64_t buckets = shard_idx >= 0 ? 1 : num_shards;
+  const int64_t ts_word = cfg_.dim + cfg_.state_words;
+  std::vector<std::vector<std::vector<EntryRef>>> local(static_cast<size_t>(T));
+  pool_.run([&](int t) {
+    auto& mine = local[t];
+    mine.assign(static_cast<size_t>(buckets), {});
+    std::vector<EntryRef> part;
+    for (int64_t p = t; p < src.parts(); p += T) {
+      part.clear();
+      src.list(p, &part);
+      for (const EntryRef& e : part) {
+        if (ttl) {
+          uint32_t ts;
+          memcpy(&ts, e.rec + ts_word, 4);
+          if (expired(cfg_, e.id, ts, max_ts)) continue;
+        }
+        const int64_t s = shard_of(e.id, static_cast<uint32_t>(num_shards));
+        if (shard_idx < 0)
+          mine[s].push_back(e);
+        else if (s == shard_idx)
+          mine[0].push_back(e);
+      }
+    }
+    for (auto& b : mine) std::sort(b.begin(), b.end(), by_id);
+  });
+  std::vector<std::vector<EntryRef>> out(static_cast<size_t>(buckets));
+  for (int64_t s = 0; s < buckets; ++s) {
+    std::vector<EntryRef>& dst = out[s];
+    for (int t = 0; t < T; ++t) {
+      std::vector<EntryRef>& run = local[t][s];
+      if (dst.empty()) {
+        dst.swap(run);
+        continue;
+      }
+      std::vector<EntryRef> merged(dst.size() + run.size());
+      std::merge(dst.begin(), dst.end(), run.begin(), run.end(), merged.begin(), by_id);
+      dst.swap(merged);
+      std::vector<EntryRef>().swap(run);
+    }
+  }
+  return out;
+}
+
+// Encoding overlaps writing: the pool encodes a wave of blocks (one per thread) while the
+// previous wave is written by a second thread, so a save costs about max(encode, write).
+void ShardCodec::write_shard(const std::vector<EntryRef>& es, const std::string& path) const {
+  AtomicFile file(path);
+  const int T = pool_.size();
+  const int64_t n = static_cast<int64_t>(es.size());
+  const size_t est = kFrameBytes + 5 * static_cast<size_t>(cfg_.dim + cfg_.state_words) + 32;
+  const int64_t per_block = std::max<int64_t>(256, static_cast<int64_t>(kBlockBytes / est));
+  const int64_t blocks = (n + per_block - 1) / per_block;
+  std::vector<ByteBuffer> waves[2];
+  waves[0].resize(static_cast<size_t>(T));
+  waves[1].resize(static_cast<size_t>(T));
+  std::future<void> writing;  // declared last: joined before the buffers and file go away
+  for (int64_t first = 0, w = 0; first < blocks; first += T, ++w) {
+    std::vector<ByteBuffer>& wave = waves[w & 1];
+    pool_.run([&](int t) {
+      const int64_t block = first + t;
+      if (block >= blocks) {
+        wave[t].resize(0);
+        return;
+      }
+      encode_block(cfg_, es, block * per_block, std::min(n, (block + 1) * per_block), &wave[t]);
+    });
+    if (writing.valid()) writing.get();
+    writing = std::async(std::launch::async, [&file, &wave] {
+      for (const ByteBuffer& b : wave) file.write(b.data(), b.size());
+    });
+  }
+  if (writing.valid()) writing.get();
+  file.commit();
+}
+
+std::vector<std::string> ShardCodec::save(const EntrySource& src, int64_t max_ts,
+                                          const std::string& basename, int64_t nshards) const {
+  if (nshards == -1) {
+    int64_t live = 0;
+    std::vector<EntryRef> part;
+    for (int64_t p = 0; p < src.parts(); ++p) {
+      part.clear();
+      src.list(p, &part);
+      live += static_cast<int64_t>(part.size());
+    }
+    nshards = auto_nshards(live);
+  }
+  if (nshards < 1 || nshards > kMaxShards)
+    throw std::invalid_argument("nshards: shard count must be in [1, 99999], got " +
+                                std::to_string(nshards));
+  const auto shards = sorted_buckets(src, true, max_ts, -1, nshards);
+  std::vector<std::string> paths;
+  for (int64_t s = 0; s < nshards; ++s) {
+    paths.push_back(shard_name(basename, s, nshards));
+    write_shard(shards[s], paths.back());
+  }
+  remove_stale_shards(basename, nshards);
+  return paths;
+}
+
+Blobs ShardCodec::slice(const EntrySource& src, int64_t shard_idx, int64_t num_shards,
+                        int64_t limit, int64_t offset, int64_t* new_offset) const {
+  if (num_shards < 1 || num_shards > 0xFFFFFFFFLL || shard_idx < 0 || shard_idx >= num_shards ||
+      limit < 1 || offset < 0)
+    throw std::invalid_argument("save_as_tensor: bad shard_idx/num_shards/limit/offset");
+  const auto buckets = sorted_buckets(src, false, 0, shard_idx, num_shards);
+  const std::vector<EntryRef>& es = buckets[0];
+  const int64_t total = static_cast<int64_t>(es.size());
+  const int64_t b = std::min(offset, total);
+  const int64_t e = limit > total - b ? total : b + limit;
+  Blobs out;
+  std::vector<uint8_t> tmp;
+  for (int64_t i = b; i < e; ++i) {
+    tmp.resize(entry_dump_size(cfg_, es[i].rec, true));
+    encode_entry_dump(cfg_, es[i].rec, true, es[i].id, tmp.data());
+    out.push(tmp.data(), tmp.size());
+  }
+  *new_offset = offset + (e - b);
+  return out;
+}
+
+// Frames of one file are found sequentially (each length is needed to find the next), then
+// the records are CRC-checked and parsed by the pool in parallel into out's staging area.
+void ShardCodec::parse_file(const std::string& path, Staged* out, size_t* presize_bytes) const {
+  const int T = pool_.size();
+  const int64_t D = cfg_.dim, stride = D + cfg_.state_words;
+  ByteBuffer buf = read_file(path);
+  std::vector<Frame> frames;
+  std::string frame_error;
+  size_t pos = 0;
+  const size_t end = buf.size();
+  // Error strings are built only on failure (this loop runs once per record).
+  auto where = [&] { return path + ": record " + std::to_string(frames.size()) + ": "; };
+  auto at = [&] { return " (record starts at byte " + std::to_string(pos) + ")"; };
+  if (end > 0) frames.reserve(end / (kFrameBytes + 8 + 5 * static_cast<size_t>(D)) + 16);
+  while (pos < end) {
+    if (end - pos < 12) {
+      frame_error = where() + "truncated header (" + std::to_string(end - pos) + " of 12 bytes)" + at();
+      break;
+    }
+    uint64_t len;
+    uint32_t len_crc;
+    memcpy(&len, buf.data() + pos, 8);
+    memcpy(&len_crc, buf.data() + pos + 8, 4);
+    if (masked_crc(buf.data() + pos, 8) != len_crc) {
+      frame_error = where() + "length CRC mismatch" + at();
+      break;
+    }
+    const size_t start = pos + 12;
+    if (end - start < len) {
+      frame_error = where() + "truncated payload (" + std::to_string(end - start) + " of " +
+                    std::to_string(len) + " bytes)" + at();
+      break;
+    }
+    if (end - start - len < 4) {
+      frame_error = where() + "truncated footer (" + std::to_string(end - start - len) +
+                    " of 4 bytes)" + at();
+      break;
+    }
+    frames.push_back(Frame{start, static_cast<size_t>(len)});
+    pos = start + len + 4;
+  }
+  const int64_t base = out->size();
+  const int64_t count = static_cast<int64_t>(frames.size());
+  if (*presize_bytes && count > 0) {
+    // Size the staging area once for the whole checkpoint from this file's record density
+    // (growing it by doubling would copy and page-fault it several times over).
+    const size_t est = static_cast<size_t>(static_cast<double>(*presize_bytes) /
+                                           static_cast<double>(end) * count * 1.02) + 16;
+    *presize_bytes = 0;
+    if (est > static_cast<size_t>(count)) {
+      out->ids.reserve(est);
+      out->ts.reserve(est);
+      out->num_count.reserve(est);
+      out->rows.reserve(est * static_cast<size_t>(stride) * 4);
+    }
+  }
+  out->ids.resize(static_cast<size_t>(base + count));
+  out->ts.resize(out->ids.size());
+  out->num_count.resize(out->ids.size());
+  out->rows.resize(out->ids.size() * static_cast<size_t>(stride) * 4);
+  float* rows = reinterpret_cast<float*>(out->rows.data());
+  std::vector<int64_t> bad_index(static_cast<size_t>(T), -1);
+  std::vector<std::string> bad_what(static_cast<size_t>(T));
+  pool_.run([&](int t) {
+    int64_t b, e;
+    ThreadPool::range(count, T, t, &b, &e);
+    for (int64_t i = b; i < e; ++i) {
+      const Frame& f = frames[i];
+      const uint8_t* payload = buf.data() + f.start;
+      uint32_t crc;
+      memcpy(&crc, payload + f.length, 4);
+      std::string err;
+      if (masked_crc(payload, f.length) != crc) {
+        err = "payload CRC mismatch (record starts at byte " + std::to_string(f.start - 12) + ")";
+      } else {
+        float* slot = rows + (base + i) * stride;
+        ParsedEntry pe;
+        pe.num = slot;
+        pe.state = slot + D;
+        err = parse_entry_dump(cfg_, payload, f.length, &pe);
+        out->ids[base + i] = pe.id;
+        out->ts[base + i] = pe.ts;
+        out->num_count[base + i] = pe.num_count;
+      }
+      if (!err.empty()) {
+        bad_index[t] = i;
+        bad_what[t] = std::move(err);
+        return;
+      }
+    }
+  });
+  for (int t = 0; t < T; ++t)  // ranges are in order: the first failing part is the earliest
+    if (bad_index[t] >= 0)
+      throw CheckpointFailure(path + ": record " + std::to_string(bad_index[t]) + ": " +
+                              bad_what[t]);
+  if (!frame_error.empty()) throw CheckpointFailure(frame_error);
+}
+
+Staged ShardCodec::read(const std::string& basename) const {
+  const std::vector<std::string> paths = find_shard_set(basename);
+  size_t total_bytes = 0;
+  for (const std::string& path : paths) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && st.st_size > 0)
+      total_bytes += static_cast<size_t>(st.st_size);
+  }
+  Staged out;
+  for (const std::string& path : paths) parse_file(path, &out, &total_bytes);
+  return out;
+}
+
+}  // namespace hashlab

@@ -1,0 +1,98 @@
+// Monolith's table checkpoints for every native table (CPU, CUDA, TF ops), written once:
+// TTL at save, the id -> shard split, records sorted by id, EntryDump encoding with TFRecord
+// framing, crash-safe shard files, save_as_tensor slicing, and restore's read-parse-stage.
+//
+// A table feeds it through EntrySource; a restore gets every record parsed into Staged
+// before the table changes (docs/semantics.md §3, §7).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "big_alloc.h"
+#include "table_config.h"
+#include "thread_pool.h"
+
+namespace hashlab {
+
+// Serialized byte strings: blob i is data[offsets[i] .. offsets[i+1]).
+struct Blobs {
+  std::vector<uint8_t> data;
+  std::vector<int64_t> offsets{0};
+  void push(const uint8_t* p, size_t n) {
+    data.insert(data.end(), p, p + n);
+    offsets.push_back(static_cast<int64_t>(data.size()));
+  }
+  int64_t count() const { return static_cast<int64_t>(offsets.size()) - 1; }
+};
+
+// One live entry: its id and its record, TableConfig::record_words() words laid out as
+// [embedding D][optimizer state W][timestamp (uint32 bits)].
+struct EntryRef {
+  int64_t id;
+  const float* rec;
+};
+
+// A table's live entries, listed in independent parts (CPU: hash partitions, listed by the
+// pool's threads in parallel; GPU: one host copy of the device rows).
+class EntrySource {
+ public:
+  virtual ~EntrySource() = default;
+  virtual int64_t parts() const = 0;
+  virtual void list(int64_t part, std::vector<EntryRef>* out) const = 0;  // appends
+};
+
+// Every record of a checkpoint, parsed, in file order (duplicates kept: the table decides).
+struct Staged {
+  BigVector<int64_t> ids, ts, num_count;
+  ByteBuffer rows;  // record i: num[D] then state[W] floats, D + W words per record
+  int64_t size() const { return static_cast<int64_t>(ids.size()); }
+  const float* row(int64_t i, int64_t stride) const {
+    return reinterpret_cast<const float*>(rows.data()) + i * stride;
+  }
+};
+
+// Indices of the last record of each distinct id, ordered by id (a later record of an id
+// replaces an earlier one, as Monolith's restore upserts in file order).
+std::vector<int64_t> last_record_of_each_id(const Staged& st);
+
+// Monolith's automatic shard count: min(4, max(1, live_entries / 1e6)).
+int64_t auto_nshards(int64_t live_entries);
+
+// TTL at save (semantics §3): an entry is dropped when max_ts - ts >= expire_days * 86400.
+bool expired(const TableConfig& cfg, int64_t id, uint32_t ts, int64_t max_ts);
+
+class ShardCodec {
+ public:
+  ShardCodec(const TableConfig& cfg, ThreadPool& pool) : cfg_(cfg), pool_(pool) {}
+
+  // Writes the live, unexpired entries as basename-%05d-of-%05d (nshards = -1: automatic),
+  // each file crash-safely, then removes shard files of an older save with another count.
+  // Returns the paths, in shard order.
+  std::vector<std::string> save(const EntrySource& src, int64_t max_ts,
+                                const std::string& basename, int64_t nshards) const;
+
+  // save_as_tensor: dumps (with id) of shard_idx of num_shards, sorted by id, positions
+  // [offset, offset + limit); no TTL. *new_offset = offset + the number returned.
+  Blobs slice(const EntrySource& src, int64_t shard_idx, int64_t num_shards, int64_t limit,
+              int64_t offset, int64_t* new_offset) const;
+
+  // Finds basename's shard set, reads, CRC-checks and parses every record. Throws
+  // CheckpointFailure naming the file and record.
+  Staged read(const std::string& basename) const;
+
+ private:
+  // Live entries bucketed by shard, each bucket sorted by id; shard_idx >= 0 keeps only
+  // that shard (bucket 0). ttl: drop expired entries.
+  std::vector<std::vector<EntryRef>> sorted_buckets(const EntrySource& src, bool ttl,
+                                                    int64_t max_ts, int64_t shard_idx,
+                                                    int64_t num_shards) const;
+  void write_shard(const std::vector<EntryRef>& entries, const std::string& path) const;
+  void parse_file(const std::string& path, Staged* out, size_t* presize_bytes) const;
+
+  const TableConfig& cfg_;
+  ThreadPool& pool_;
+};
+
+}  // namespace hashlab
