@@ -19,7 +19,7 @@ import numpy as np
 
 from engines import api
 from engines import validation as _v
-from engines.native.cpu import _int64
+from engines.native.common import NativeTable, int64_arg
 
 
 def _errors_as_engine_errors(fn):
@@ -46,11 +46,10 @@ def _errors_as_engine_errors(fn):
 
 
 class TfNativeHashFilter(api.HashFilter):
-    def __init__(self, spec, engine_name: str):
+    def __init__(self, spec):
         from engines.tfops.hash_filter import HashFilter
         self.spec = spec
         self.kind = spec.kind
-        self.engine_name = engine_name
         self.tf_filter = HashFilter(spec)
 
     @_errors_as_engine_errors
@@ -66,68 +65,75 @@ class TfNativeHashFilter(api.HashFilter):
         self.tf_filter.restore(basename)
 
 
-class TfNativeTable(api.Table):
+def _engine_errors(cls):
+    """Wrap every public method of cls with _errors_as_engine_errors."""
+    for name, fn in list(vars(cls).items()):
+        if callable(fn) and not name.startswith("_"):
+            setattr(cls, name, _errors_as_engine_errors(fn))
+    return cls
+
+
+@_engine_errors
+class _OpTable:
+    """The verbs engines.native.common.NativeTable calls on a compiled table, as op calls on
+    an eager HashTable (so tf-native shares the native engines' argument handling)."""
+
+    def __init__(self, tf_table):
+        self.tf_table = tf_table
+
+    def assign(self, ids, values, req_time, add):
+        (self.tf_table.assign_add if add else self.tf_table.assign)(ids, values, req_time)
+
+    def lookup(self, ids):
+        return self.tf_table.lookup(ids).numpy()
+
+    def lookup_entry(self, ids):
+        return [bytes(e) for e in self.tf_table.lookup_entry(ids).numpy()]
+
+    def apply_gradients(self, ids, grads, global_step, dedup, req_time, lrs):
+        self.tf_table.apply_gradients(ids, grads, global_step=global_step, enable_dedup=dedup,
+                                      req_time=req_time, learning_rates=lrs)
+
+    def size(self):
+        return int(self.tf_table.size())
+
+    def max_update_ts(self):
+        return int(self.tf_table.max_update_ts())
+
+    def memory_bytes(self):
+        return int(self.tf_table.memory_bytes())
+
+    def save(self, basename, nshards):
+        return [p.decode() for p in self.tf_table.save_shards(basename, nshards).numpy()]
+
+    def restore(self, basename):
+        self.tf_table.restore(basename)
+
+    def save_as_tensor(self, shard_idx, num_shards, limit, offset):
+        if num_shards >= 1 << 31:      # the op's shard inputs are int32, as Monolith's
+            raise ValueError(f"num_shards must be < 2**31, got {num_shards}")
+        new_offset, dumps = self.tf_table.save_as_tensor(shard_idx, num_shards, limit, offset)
+        return int(new_offset), [bytes(d) for d in dumps.numpy()]
+
+
+class TfNativeTable(NativeTable):
     """An engine table over one eager HashTable."""
 
     def __init__(self, engine, spec, learning_rates, hash_filter, seed, quirks):
         super().__init__(spec, learning_rates)
         from engines.tfops.hash_table import HashTable
-        self.engine_name = engine.name
-        self._lrs = np.asarray(self.learning_rates, np.float32)
-        self.tf_table = HashTable(spec.config, self.learning_rates,
-                                  hash_filter=None if hash_filter is None else
-                                  hash_filter.tf_filter, seed=seed, monolith_quirks=quirks,
-                                  fid_version=spec.fid_version, threads=engine.threads)
+        self._init_lrs()
+        self._t = _OpTable(HashTable(
+            spec.config, self.learning_rates,
+            hash_filter=None if hash_filter is None else hash_filter.tf_filter, seed=seed,
+            monolith_quirks=quirks, fid_version=spec.fid_version, threads=engine.threads))
 
-    @_errors_as_engine_errors
-    def _assign(self, ids, values, req_time):
-        self.tf_table.assign(ids, values, req_time)
+    @property
+    def tf_table(self):
+        return self._t.tf_table
 
-    @_errors_as_engine_errors
-    def _assign_add(self, ids, values, req_time):
-        self.tf_table.assign_add(ids, values, req_time)
-
-    @_errors_as_engine_errors
     def _lookup(self, ids):
-        return self.tf_table.lookup(ids).numpy()
-
-    @_errors_as_engine_errors
-    def _lookup_entry(self, ids):
-        return [bytes(e) for e in self.tf_table.lookup_entry(ids).numpy()]
-
-    @_errors_as_engine_errors
-    def _apply_gradients(self, ids, grads, global_step, enable_dedup, req_time, lrs):
-        lr = self._lrs if lrs is self.learning_rates else np.asarray(lrs, np.float32)
-        self.tf_table.apply_gradients(ids, grads, global_step=_int64(global_step,
-                                                                             "global_step"),
-                                      enable_dedup=enable_dedup,
-                                      req_time=_int64(req_time, "req_time"),
-                                      learning_rates=lr)
-
-    @_errors_as_engine_errors
-    def _size(self):
-        return int(self.tf_table.size())
-
-    @_errors_as_engine_errors
-    def _max_update_ts(self):
-        return int(self.tf_table.max_update_ts())
-
-    @_errors_as_engine_errors
-    def _save(self, basename, nshards):
-        return [p.decode() for p in self.tf_table.save_shards(basename, nshards).numpy()]
-
-    @_errors_as_engine_errors
-    def _restore(self, basename):
-        self.tf_table.restore(basename)
-
-    @_errors_as_engine_errors
-    def _save_as_tensor(self, shard_idx, num_shards, limit, offset):
-        if num_shards >= 1 << 31:
-            raise ValueError(f"num_shards must be < 2**31, got {num_shards}")
-        _int64(limit, "limit")
-        _int64(offset, "offset")
-        new_offset, dumps = self.tf_table.save_as_tensor(shard_idx, num_shards, limit, offset)
-        return int(new_offset), [bytes(d) for d in dumps.numpy()]
+        return self._t.lookup(ids)
 
 
 class TfNativeEngine(api.Engine):
@@ -180,10 +186,6 @@ class TfNativeEngine(api.Engine):
         return TfNativeEngine(threads=self.threads, ps=ps).create_table(config, **kwargs)
 
     def _create_table(self, spec, learning_rates, hash_filter, seed, monolith_quirks):
-        if hash_filter is not None and not isinstance(hash_filter, TfNativeHashFilter):
-            raise TypeError("hash_filter: the filter was created by another engine "
-                            f"({type(hash_filter).__name__}); create it with this engine's "
-                            "create_hash_filter")
         if self.ps:
             if hash_filter is not None:
                 raise ValueError("hash_filter: sharded tables (ps >= 1) take no hash filter "
@@ -193,7 +195,7 @@ class TfNativeEngine(api.Engine):
         return TfNativeTable(self, spec, learning_rates, hash_filter, seed, monolith_quirks)
 
     def _create_hash_filter(self, spec):
-        return TfNativeHashFilter(spec, self.name)
+        return TfNativeHashFilter(spec)
 
     def _fused_lookup(self, plan):
         if self.ps:
@@ -209,6 +211,6 @@ class TfNativeEngine(api.Engine):
         from engines.tfops.hash_table import fused_apply_gradient
         _errors_as_engine_errors(fused_apply_gradient)(
             [t.tf_table for t in plan.tables], plan.ids, None, plan.slot_sizes, grads,
-            plan.id_offsets, plan.emb_offsets, lrs, _int64(req_time, "req_time"),
-            _int64(global_step, "global_step"), plan.num_shards,
+            plan.id_offsets, plan.emb_offsets, lrs, int64_arg(req_time, "req_time"),
+            int64_arg(global_step, "global_step"), plan.num_shards,
             enable_grad_accumulation=dedup)

@@ -29,7 +29,7 @@ from tensorflow.python.framework import ops as tf_ops
 from engines.config import parse_table_config
 from engines.lr import warmup_learning_rate
 from engines.protos import hash_table_ops_pb2
-from engines.tfops.config_text import config_text
+from engines.native.common import config_text
 from engines.tfops.ops import lib
 
 HASH_TABLE_GRAPH_KEY = "monolith_hash_tables"
@@ -165,8 +165,7 @@ class HashTable:
             else:
                 filter_handle = hash_filter.handle
             self._table = L.monolith_hash_table(
-                filter_handle, config=config_text(spec), seed=_int64(seed),
-                monolith_quirks=bool(monolith_quirks), fid_version=int(fid_version),
+                filter_handle, config=config_text(spec, seed, bool(monolith_quirks)),
                 threads=int(threads), shared_name=self._init_table_name,
                 name=None if eager else self._init_table_name)
         if eager:
@@ -319,6 +318,9 @@ class HashTable:
     def max_update_ts(self) -> tf.Tensor:
         """The largest req_time the table has seen (its TTL reference time)."""
         return lib().hashlab_hash_table_max_update_ts(self._table)
+
+    def memory_bytes(self) -> tf.Tensor:
+        return lib().hashlab_hash_table_memory_bytes(self._table)
 
     def save(self, basename, random_sleep_ms: int = 0) -> "HashTable":
         """Monolith's save: `basename-NNNNN-of-MMMMM` files, MMMMM = saver_parallel (-1: auto)."""

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from engines import api
-from engines.native.cpu import _int64
+from engines.native.common import int64_arg
 from engines.tfops.cluster import DEFAULT_TIMEOUT_S, ClusterError, ps_devices
 from engines.tfops.engine import _errors_as_engine_errors
 from engines.tfops.sharded import ShardedHashTable
@@ -77,10 +77,10 @@ class ShardedEngineTable(api.Table):
             raise ClusterError(f"{op}: a ps task is unreachable: {exc.message}") from None
 
     def _assign(self, ids, values, req_time):
-        self._run("assign", ids=ids, rows=values, req_time=_int64(req_time, "req_time"))
+        self._run("assign", ids=ids, rows=values, req_time=int64_arg(req_time, "req_time"))
 
     def _assign_add(self, ids, values, req_time):
-        self._run("assign_add", ids=ids, rows=values, req_time=_int64(req_time, "req_time"))
+        self._run("assign_add", ids=ids, rows=values, req_time=int64_arg(req_time, "req_time"))
 
     def _lookup(self, ids):
         return self._run("lookup", ids=ids)
@@ -91,8 +91,8 @@ class ShardedEngineTable(api.Table):
     def _apply_gradients(self, ids, grads, global_step, enable_dedup, req_time, lrs):
         lr = self._lrs if lrs is self.learning_rates else np.asarray(lrs, np.float32)
         self._run(("apply", enable_dedup), ids=ids, rows=grads, lrs=lr,
-                  global_step=_int64(global_step, "global_step"),
-                  req_time=_int64(req_time, "req_time"))
+                  global_step=int64_arg(global_step, "global_step"),
+                  req_time=int64_arg(req_time, "req_time"))
 
     def _size(self):
         return int(self._run("size"))

@@ -6,8 +6,8 @@
 #include <random>
 #include <thread>
 
+#include "checkpoint_files.h"
 #include "common.h"
-#include "config_text.h"
 #include "kernel_util.h"
 #include "resources.h"
 #include "shard_files.h"
@@ -33,28 +33,20 @@ REGISTER_OP("MonolithHashTable")
     .Input("filter_handle: resource")
     .Output("handle: resource")
     .Attr("config: string")
-    .Attr("seed: int = 0")
-    .Attr("monolith_quirks: bool = false")
-    .Attr("fid_version: int = 2")
     .Attr("threads: int = 1")
     .Attr("container: string = ''")
     .Attr("shared_name: string = ''")
     .SetIsStateful()
     .SetShapeFn(si::ScalarShape)
-    .Doc("A table resource: `config` is the table config text (engines/tfops/config_text.py), "
-         "the filter is a MonolithHashFilter / ProbabilisticFilter / DummyHashFilter handle.");
+    .Doc("A table resource. `config`: the core's marshalled table config (table_config.h; "
+         "engines.native.common.config_text writes it, seed, quirks and fid_version included). "
+         "The filter is a MonolithHashFilter / ProbabilisticFilter / DummyHashFilter handle.");
 
 class HashTableOp : public OpKernel {
  public:
   explicit HashTableOp(OpKernelConstruction* c) : OpKernel(c) {
     OP_REQUIRES_OK(c, c->GetAttr("config", &config_));
-    OP_REQUIRES_OK(c, c->GetAttr("seed", &seed_));
-    OP_REQUIRES_OK(c, c->GetAttr("monolith_quirks", &quirks_));
-    OP_REQUIRES_OK(c, c->GetAttr("fid_version", &fid_version_));
     OP_REQUIRES_OK(c, c->GetAttr("threads", &threads_));
-    OP_REQUIRES(c, fid_version_ == 1 || fid_version_ == 2,
-                absl::InvalidArgumentError("fid_version must be 1 or 2, got " +
-                                           std::to_string(fid_version_)));
     OP_REQUIRES(c, threads_ >= 1 && threads_ <= 1024,
                 absl::InvalidArgumentError("threads must be in [1, 1024], got " +
                                            std::to_string(threads_)));
@@ -73,9 +65,8 @@ class HashTableOp : public OpKernel {
                               // A dummy filter admits everything: the table skips the pass.
                               auto f = filter->kind() == "dummy" ? nullptr : filter->filter();
                               t = std::make_unique<hashlab::Table>(
-                                  parse_config_text(config_, static_cast<uint64_t>(seed_),
-                                                    quirks_, fid_version_),
-                                  shared_pool(threads_), f);
+                                  hashlab::TableConfig::parse(config_), shared_pool(threads_),
+                                  f);
                             });
                             if (s.ok()) *out = new TableResource(std::move(t));
                             return s;
@@ -88,8 +79,7 @@ class HashTableOp : public OpKernel {
 
  private:
   std::string config_;
-  int64_t seed_ = 0, fid_version_ = 2, threads_ = 1;
-  bool quirks_ = false;
+  int64_t threads_ = 1;
 };
 REGISTER_KERNEL_BUILDER(Name("MonolithHashTable").Device(DEVICE_CPU), HashTableOp);
 
@@ -275,7 +265,15 @@ REGISTER_OP("HashlabHashTableMaxUpdateTs")
     .SetShapeFn(si::ScalarShape)
     .Doc("The largest req_time the table has seen (its TTL reference time).");
 
-template <bool kSize>
+REGISTER_OP("HashlabHashTableMemoryBytes")
+    .Input("table_handle: resource")
+    .Output("memory_bytes: int64")
+    .SetShapeFn(si::ScalarShape)
+    .Doc("Bytes held by the table's slot arrays and rows.");
+
+enum class Scalar { kSize, kMaxUpdateTs, kMemoryBytes };
+
+template <Scalar kWhat>
 class ScalarReadOp : public OpKernel {
  public:
   using OpKernel::OpKernel;
@@ -284,12 +282,18 @@ class ScalarReadOp : public OpKernel {
     OP_REQUIRES_OK(c, lookup_resource(c, 0, &t));
     Tensor* out;
     OP_REQUIRES_OK(c, c->allocate_output(0, TensorShape({}), &out));
-    out->scalar<int64_t>()() = kSize ? t->table().size() : t->table().max_update_ts();
+    const hashlab::Table& table = t->table();
+    out->scalar<int64_t>()() = kWhat == Scalar::kSize          ? table.size()
+                               : kWhat == Scalar::kMaxUpdateTs ? table.max_update_ts()
+                                                               : table.memory_bytes();
   }
 };
-REGISTER_KERNEL_BUILDER(Name("MonolithHashTableSize").Device(DEVICE_CPU), ScalarReadOp<true>);
+REGISTER_KERNEL_BUILDER(Name("MonolithHashTableSize").Device(DEVICE_CPU),
+                        ScalarReadOp<Scalar::kSize>);
 REGISTER_KERNEL_BUILDER(Name("HashlabHashTableMaxUpdateTs").Device(DEVICE_CPU),
-                        ScalarReadOp<false>);
+                        ScalarReadOp<Scalar::kMaxUpdateTs>);
+REGISTER_KERNEL_BUILDER(Name("HashlabHashTableMemoryBytes").Device(DEVICE_CPU),
+                        ScalarReadOp<Scalar::kMemoryBytes>);
 
 // ---- checkpoints -----------------------------------------------------------------------------
 
@@ -468,7 +472,7 @@ class ShardOfOp : public OpKernel {
  public:
   explicit ShardOfOp(OpKernelConstruction* c) : OpKernel(c) {
     OP_REQUIRES_OK(c, c->GetAttr("num_shards", &n_));
-    OP_REQUIRES(c, n_ <= 99999,
+    OP_REQUIRES(c, n_ <= hashlab::kMaxShards,
                 absl::InvalidArgumentError("num_shards must be <= 99999, got " +
                                            std::to_string(n_)));
   }
