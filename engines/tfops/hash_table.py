@@ -172,7 +172,7 @@ class HashTable:
             owned = (self._table,) if hash_filter else (self._table, filter_handle)
             self._deleter._handles = owned
             self._learning_rate_tensor = None
-        else:   # Monolith builds it once, from the graph's global step
+        else:   # what to_proto names (apply_gradients evaluates rates at its own step)
             step = tf.compat.v1.train.get_global_step()
             self._learning_rate_tensor = learning_rate_tensor(
                 learning_rates, tf.constant(0, tf.int64) if step is None else
@@ -265,7 +265,7 @@ class HashTable:
 
     def _learning_rates_for(self, learning_rates, global_step) -> tf.Tensor:
         if learning_rates is None:
-            if self._learning_rate_tensor is not None:
+            if self._learning_rates is None:          # a table imported from a proto
                 return self._learning_rate_tensor
             learning_rates = self._learning_rates
         if isinstance(learning_rates, (tf.Tensor, tf.Variable)):

@@ -164,5 +164,5 @@ class ShardedHashTable:
             lambda t: t.max_update_ts())))
         empty_ids = tf.zeros([0], tf.int64)
         empty_rows = tf.zeros([0, self.dim_size], tf.float32)
-        return self._with_tables(self._per_task(
-            lambda t: t.assign_add(empty_ids, empty_rows, req_time=newest), restored))
+        return self._with_tables(self._with_tables(restored)._per_task(
+            lambda t: t.assign_add(empty_ids, empty_rows, req_time=newest)))
