@@ -13,6 +13,7 @@ hangs (docs/tfops.md explains the choice and its limits).
 """
 from __future__ import annotations
 
+import socket
 import threading
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -56,22 +57,9 @@ class LocalCluster:
                                     config=self.session_config(num_ps, timeout_s))
 
     def ping(self, num_ps: int, timeout_s: float = 30.0) -> None:
-        """Run a trivial op on every task; ClusterError naming the first that does not answer."""
-        import tensorflow as tf
-        g = tf.Graph()
-        with g.as_default():
-            probes = []
-            for i in range(num_ps):
-                with tf.device(f"/job:ps/task:{i}"):
-                    probes.append(tf.constant(i) + 0)
-        with self.session(num_ps, g, timeout_s) as sess:
-            for i, p in enumerate(probes):
-                try:
-                    sess.run(p, options=tf.compat.v1.RunOptions(
-                        timeout_in_ms=int(timeout_s * 1000)))
-                except tf.errors.OpError as exc:
-                    raise ClusterError(f"ps task {i} at {self.addresses[i]} did not answer "
-                                       f"within {timeout_s:g} s: {exc.message}") from None
+        """Run a trivial op on ps tasks 0..num_ps-1; ClusterError naming the first that does
+        not answer."""
+        ping(self.servers[0].target, self.cluster_spec(num_ps), timeout_s)
 
     def connect(self, num_ps: int) -> list[str]:
         """Connect this process's eager context to ps tasks 0..num_ps-1 (once per process);
@@ -95,6 +83,61 @@ class LocalCluster:
         if num_ps > len(self.servers):
             raise ClusterError(f"the cluster has {len(self.servers)} ps tasks, {num_ps} asked "
                                f"for (grow it first)")
+
+
+def _unreachable(address: str, timeout_s: float) -> str | None:
+    """Why nothing accepts a TCP connection at host:port, or None when something does."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return None
+    except (OSError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+
+
+def ping(target: str, cluster_spec, timeout_s: float = 30.0) -> None:
+    """Run a trivial op on every ps task of cluster_spec through the session target (any
+    cluster: this one or a real one); ClusterError naming the first task that does not answer
+    within timeout_s. TensorFlow's session setup waits without limit for a task it cannot
+    reach, so every address is first checked with a plain TCP connect, and the probes run in a
+    daemon thread that is abandoned when late."""
+    import tensorflow as tf
+    addresses = cluster_spec.job_tasks("ps")
+    for i, address in enumerate(addresses):
+        reason = _unreachable(address, timeout_s)
+        if reason:
+            raise ClusterError(f"ps task {i} at {address} did not answer within {timeout_s:g} s:"
+                               f" {reason} (is its server running, and reachable from here?)")
+    progress = {"done": 0}
+
+    def probe():
+        try:
+            g = tf.Graph()
+            with g.as_default():
+                probes = []
+                for i in range(len(addresses)):
+                    with tf.device(f"/job:ps/task:{i}"):
+                        probes.append(tf.constant(i) + 0)
+            config = tf.compat.v1.ConfigProto(cluster_def=cluster_spec.as_cluster_def(),
+                                              operation_timeout_in_ms=int(timeout_s * 1000))
+            with tf.compat.v1.Session(target, graph=g, config=config) as sess:
+                for p in probes:
+                    sess.run(p)
+                    progress["done"] += 1
+        except Exception as exc:  # noqa: BLE001 - reported below, with the task
+            progress["error"] = exc
+
+    thread = threading.Thread(target=probe, name="ping-ps", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    i = progress["done"]
+    if thread.is_alive():
+        raise ClusterError(f"ps task {i} at {addresses[i]} did not answer within {timeout_s:g} "
+                           f"s (its port accepts connections, but not as a TensorFlow server "
+                           f"of this cluster?)")
+    if "error" in progress:
+        raise ClusterError(f"ps task {i} at {addresses[i]} failed a trivial op: "
+                           f"{progress['error']}")
 
 
 def ps_devices(num_ps: int) -> list[str]:
