@@ -191,7 +191,8 @@ class Table(abc.ABC):
         return self._save(basename, nshards)
 
     def restore(self, basename: str) -> None:
-        self._restore(_v.check_basename(basename))
+        """Replace the content with a checkpoint; on any error the table is unchanged."""
+        self._commit_restore(self._stage_restore(_v.check_basename(basename)))
 
     def save_as_tensor(self, shard_idx: int, num_shards: int, limit: int,
                        offset: int) -> tuple[int, list[bytes]]:
@@ -255,8 +256,16 @@ class Table(abc.ABC):
     @abc.abstractmethod
     def _save(self, basename, nshards): ...
 
+    # restore runs in two steps, so that a model checkpoint can restore many tables (and
+    # filters) all-or-nothing: stage every one of them, then commit them all.
     @abc.abstractmethod
-    def _restore(self, basename): ...
+    def _stage_restore(self, basename):
+        """Read, check and parse everything; leave the table unchanged; return what
+        _commit_restore needs (raise CheckpointError naming the file on any problem)."""
+
+    @abc.abstractmethod
+    def _commit_restore(self, staged):
+        """Replace the content with `staged`; must not fail except on out-of-memory."""
 
     @abc.abstractmethod
     def _save_as_tensor(self, shard_idx, num_shards, limit, offset): ...
@@ -279,7 +288,7 @@ class HashFilter(abc.ABC):
         return self._save(_v.check_basename(basename))
 
     def restore(self, basename: str) -> None:
-        self._restore(_v.check_basename(basename))
+        self._commit_restore(self._stage_restore(_v.check_basename(basename)))
 
     @abc.abstractmethod
     def _intercept_gradient(self, ids, grads): ...
@@ -287,8 +296,12 @@ class HashFilter(abc.ABC):
     @abc.abstractmethod
     def _save(self, basename): ...
 
+    # Two-step restore, as for tables (see Table._stage_restore).
     @abc.abstractmethod
-    def _restore(self, basename): ...
+    def _stage_restore(self, basename): ...
+
+    @abc.abstractmethod
+    def _commit_restore(self, staged): ...
 
 
 class Engine(abc.ABC):

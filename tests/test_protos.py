@@ -1,7 +1,7 @@
 """Our .proto files and generated code: current, wire-compatible with Monolith, right defaults.
 
-Byte vectors and schema tables are from ../shared/spec/monolith_filter_save_fused_gpu.md
-(fsf §A.9, §B.2, §B.7, Part E) and monolith_table_core.md (Appendix A).
+Byte vectors and schema tables are from docs/monolith/filters_checkpoints_fused.md
+(fsf §A.9, §B.2, §B.7, Part E) and docs/monolith/table_core.md (core Appendix A).
 """
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def test_rewrite_touches_only_our_modules():
 
 
 def test_committed_code_does_not_require_a_new_runtime():
-    # protoc >= 25 emits a runtime-version gate that rejects protobuf 4.25 (toolchain.md).
+    # protoc >= 25 emits a runtime-version gate that rejects protobuf 4.25 (docs/toolchain.md).
     for path in glob.glob(os.path.join(PROTOS_PKG, "*_pb2.py")):
         with open(path, encoding="utf-8") as f:
             text = f.read()

@@ -98,8 +98,11 @@ class NativeTable(api.Table):
     def _save(self, basename, nshards):
         return self._t.save(basename, nshards)
 
-    def _restore(self, basename):
-        self._t.restore(basename)
+    def _stage_restore(self, basename):
+        return self._t.stage_restore(basename)     # an opaque C++ staging area
+
+    def _commit_restore(self, staged):
+        self._t.commit_restore(staged)
 
     def _save_as_tensor(self, shard_idx, num_shards, limit, offset):
         int64_arg(offset, "offset")

@@ -61,18 +61,20 @@ class NativeHashFilter(api.HashFilter):
             [filter_dump.SplitDump(s["failure_count"], s["total_size"], s["num_elements"],
                                    s["fill_rate"], s["cells"]) for s in st["splits"]]))
 
-    def _restore(self, basename):
+    def _stage_restore(self, basename):
         if self.kind == "dummy":
             return None
         if self.kind == "probabilistic":
             find_shards(basename)       # as Monolith: the file set must exist
             return None
         st = self._f.sliding_state()
-        dump = filter_dump.load_sliding(basename, st["split_num"], st["max_backward_step"],
+        return filter_dump.load_sliding(basename, st["split_num"], st["max_backward_step"],
                                         [s["cells"] for s in st["splits"]])
+
+    def _commit_restore(self, dump):
+        if dump is None:
+            return
         self._f.sliding_set_state(
             dump.head, dump.head_increment, dump.failure_count,
             [(s.total_size, s.num_elements, s.fill_rate, s.failure_count, s.cells)
              for s in dump.splits])
-
-

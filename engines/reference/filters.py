@@ -234,10 +234,12 @@ class SlidingHashFilter(_ReferenceFilter):
             [filter_dump.SplitDump(s.failure_count, s.total_size, s.num_elements, s.fill_rate,
                                    s.cells) for s in self.splits]))
 
-    def _restore(self, basename):
-        dump = filter_dump.load_sliding(basename, self.split_num, self.max_backward_step,
+    def _stage_restore(self, basename):
+        return filter_dump.load_sliding(basename, self.split_num, self.max_backward_step,
                                         [s.cells for s in self.splits])
-        for split, saved in zip(self.splits, dump.splits):    # everything is valid: commit
+
+    def _commit_restore(self, dump):
+        for split, saved in zip(self.splits, dump.splits):    # everything is valid
             split.failure_count = saved.failure_count
             split.total_size = saved.total_size
             split.num_elements = saved.num_elements
@@ -273,10 +275,13 @@ class ProbabilisticFilter(_ReferenceFilter):
     def _save(self, basename):
         return []                                    # split_num() == 0: no files
 
-    def _restore(self, basename):
+    def _stage_restore(self, basename):
         # Monolith's restore op validates the file set before the (no-op) filter restore, so a
         # basename without files fails ("There is no valid sharded files").
         find_shards(basename)
+
+    def _commit_restore(self, staged):
+        return None
 
 
 class DummyHashFilter(_ReferenceFilter):
@@ -290,7 +295,10 @@ class DummyHashFilter(_ReferenceFilter):
     def _save(self, basename):
         return []
 
-    def _restore(self, basename):
+    def _stage_restore(self, basename):
+        return None
+
+    def _commit_restore(self, staged):
         return None
 
 

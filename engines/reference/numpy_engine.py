@@ -259,9 +259,10 @@ class NumpyTable(api.Table):
         chosen = rows[offset:offset + limit]
         return offset + len(chosen), [self._encode(r, True) for r in chosen.tolist()]
 
-    def _restore(self, basename):
+    def _stage_restore(self, basename):
+        """Every record parsed and validated: (ids, nums, states, stamps) in file order."""
         paths = shard_files.find_shards(basename)
-        keys, nums, states, stamps = [], [], [], []    # parse everything before touching
+        keys, nums, states, stamps = [], [], [], []
         for path, records in zip(paths, shard_files.read_shards(basename)):
             for i, payload in enumerate(records):
                 entry_id, num, state, ts = entry_codec.decode_entry(self.spec, payload, path, i,
@@ -270,6 +271,10 @@ class NumpyTable(api.Table):
                 nums.append(num)
                 states.append(state)
                 stamps.append(ts)
+        return keys, nums, states, stamps
+
+    def _commit_restore(self, staged):
+        keys, nums, states, stamps = staged
         self._clear()
         if keys:
             # A later record of the same id overwrites an earlier one (upsert order).

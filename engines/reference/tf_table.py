@@ -376,10 +376,12 @@ class TensorFlowTable(api.Table):
         return offset + len(rows), self._dumps(rows, ids)
 
     # ---- restore --------------------------------------------------------------------------
-    def _restore(self, basename):
+    def _stage_restore(self, basename):
         paths = shards.find_shards(basename)
-        ids, emb, state, ts, max_ts = self._stage(zip(paths, shards.read_shards(basename)))
-        # everything is parsed and validated: now replace the content
+        return self._stage(zip(paths, shards.read_shards(basename)))
+
+    def _commit_restore(self, staged):
+        ids, emb, state, ts, max_ts = staged       # everything is parsed and validated
         n = self._count.read_value()
         self._index.remove(self._row_ids[:n])
         self._count.assign(0)

@@ -1,5 +1,5 @@
 """The "tfra" engine: TensorFlow Recommenders-Addons' dynamic embedding as a peer, out of
-process (TFRA cannot be imported next to our TF 2.21; see shared/spec/toolchain.md).
+process (TFRA cannot be imported next to our TF 2.21; see docs/toolchain.md).
 
 Tables live in a worker process started with the TFRA venv's python (engines/tfra/env.py);
 this side validates input (engines.api), ships arrays over a versioned pipe protocol and
@@ -169,7 +169,10 @@ class TfraTable(api.Table):
     def _save(self, basename, nshards):
         self._not_declared("save")
 
-    def _restore(self, basename):
+    def _stage_restore(self, basename):
+        self._not_declared("restore")
+
+    def _commit_restore(self, staged):
         self._not_declared("restore")
 
     def _save_as_tensor(self, shard_idx, num_shards, limit, offset):

@@ -1,4 +1,4 @@
-"""The TFRA peer's own virtual environment (shared/spec/toolchain.md, "TFRA, a peer").
+"""The TFRA peer's own virtual environment (docs/toolchain.md, "The TFRA peer").
 
 TFRA 0.8.1 needs TensorFlow <= 2.16.2 and Python <= 3.11 and fails to import next to our
 TF 2.21, so it lives in a separate venv (default `.venvs/tfra` under the repository root) and
@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-# Pins that install and import together (toolchain.md): the full tensorflow package (with
+# Pins that install and import together (docs/toolchain.md): the full tensorflow package (with
 # tensorflow-cpu TFRA fails on a CUDA symbol) and setuptools<82 (TFRA imports pkg_resources).
 REQUIREMENTS = ("tensorflow==2.16.2", "tensorflow-recommenders-addons==0.8.1", "setuptools<82")
 PYTHON_VERSION = (3, 11)   # TFRA 0.8.1 ships wheels for Python 3.9-3.11 only

@@ -1,7 +1,7 @@
 """The built-in scenario catalog.
 
-Monolith's own benchmark workloads (shared/spec/monolith_table_core.md §7.1 bottom,
-`hash_table_ops_benchmark.py`; perf_anchors.md §5) come first, then sweeps and feature
+Monolith's own benchmark workloads (core §7.1 bottom,
+`hash_table_ops_benchmark.py`; docs/perf_anchors.md §5) come first, then sweeps and feature
 scenarios. Every scenario carries its `quick` overrides: the `--quick` versions keep the numpy
 reference engine to seconds per scenario on a 2-core machine.
 """

@@ -10,6 +10,7 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/function.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
 #include <cstring>
@@ -163,6 +164,15 @@ hashlab::ThreadPool& codec_pool() {
 
 }  // namespace
 
+// A parsed checkpoint waiting for Table.commit_restore (opaque to Python).
+struct StagedRestore {
+  std::vector<int64_t> ids, ts;
+  std::vector<int32_t> num_count;
+  std::vector<float> rows;
+  int64_t dim = 0;
+  bool used = false;
+};
+
 NB_MODULE(_native_cuda, m) {
   m.doc() = "hashtable-lab native GPU engine (CUDA tables; see engines/native/cuda/README.md)";
   hashlab::binding::register_errors();
@@ -214,6 +224,8 @@ NB_MODULE(_native_cuda, m) {
   }, "array"_a, "width"_a);
   using HostIds = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
   using Lrs = nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+  nb::class_<StagedRestore>(m, "StagedRestore");
 
   nb::class_<GpuTable>(m, "Table")
       // config: the marshalled table config (table_config.h; engines/native/common.py).
@@ -359,23 +371,27 @@ NB_MODULE(_native_cuda, m) {
         return nb::make_tuple(new_offset, out);
       }, "shard_idx"_a, "num_shards"_a, "limit"_a, "offset"_a)
       // Every file is read, CRC-checked and parsed before the device table changes.
-      .def("restore", [](GpuTable& t, const std::string& basename) {
+      .def("stage_restore", [](GpuTable& t, const std::string& basename) {
+        auto staged = std::make_unique<StagedRestore>();
         nb::gil_scoped_release rel;
         const hashlab::TableConfig& cfg = t.config();
         const hashlab::Staged st = hashlab::ShardCodec(cfg, codec_pool()).read(basename);
         const int64_t stride = cfg.dim + cfg.state_words;
-        // A later record of an id replaces the earlier one entirely: the device loads distinct
-        // ids, the last record of each.
-        std::vector<int64_t> ids, ts;
-        std::vector<int32_t> num_count;
-        std::vector<float> rows;
-        for (int64_t i : hashlab::last_record_of_each_id(st)) {
-          ids.push_back(st.ids[i]);
-          ts.push_back(st.ts[i]);
-          num_count.push_back(static_cast<int32_t>(st.num_count[i]));
+        for (int64_t i = 0; i < st.size(); ++i) {  // ids are unique (the codec checks)
+          staged->ids.push_back(st.ids[i]);
+          staged->ts.push_back(st.ts[i]);
+          staged->num_count.push_back(static_cast<int32_t>(st.num_count[i]));
           const float* r = st.row(i, stride);
-          rows.insert(rows.end(), r, r + stride);
+          staged->rows.insert(staged->rows.end(), r, r + stride);
         }
-        t.load(ids, ts, num_count, rows);
-      }, "basename"_a);
+        staged->dim = t.dim();
+        return staged;
+      }, "basename"_a)
+      .def("commit_restore", [](GpuTable& t, StagedRestore& staged) {
+        if (staged.used) throw std::invalid_argument("staged: this restore was committed already");
+        if (staged.dim != t.dim()) throw std::invalid_argument("staged: staged for another table");
+        nb::gil_scoped_release rel;
+        t.load(staged.ids, staged.ts, staged.num_count, staged.rows);
+        staged.used = true;
+      }, "staged"_a);
 }

@@ -70,6 +70,17 @@ class ByteBuffer {
     o.p_ = nullptr;
     o.size_ = o.cap_ = 0;
   }
+  ByteBuffer& operator=(ByteBuffer&& o) noexcept {
+    if (this != &o) {
+      free_big(p_);
+      p_ = o.p_;
+      size_ = o.size_;
+      cap_ = o.cap_;
+      o.p_ = nullptr;
+      o.size_ = o.cap_ = 0;
+    }
+    return *this;
+  }
   ~ByteBuffer() { free_big(p_); }
   uint8_t* data() { return p_; }
   const uint8_t* data() const { return p_; }

@@ -7,6 +7,7 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
 #include <cstring>
@@ -98,6 +99,12 @@ int64_t checked_count(int64_t n, int64_t dim) {
 
 }  // namespace
 
+// A parsed checkpoint waiting for Table.commit_restore (opaque to Python).
+struct StagedRestore {
+  std::unique_ptr<Table::Restored> content;
+  const Table* table = nullptr;  // only the table that staged it may commit it
+};
+
 NB_MODULE(_native_cpu, m) {
   m.doc() = "hashtable-lab native CPU engine (C++ core; see engines/native/README.md)";
   hashlab::binding::register_errors();
@@ -113,6 +120,8 @@ NB_MODULE(_native_cpu, m) {
   m.def("crc32c_has_hw", &hashlab::crc32c_has_hw);
   m.def("mix64", [](int64_t x) { return hashlab::mix64(static_cast<uint64_t>(x)); });
   m.def("filter_hash", [](int64_t x) { return hashlab::filter_hash(x); });
+
+  nb::class_<StagedRestore>(m, "StagedRestore");
 
   nb::class_<Pool>(m, "Pool")
       .def(nb::init<int>(), "threads"_a)
@@ -299,9 +308,24 @@ NB_MODULE(_native_cpu, m) {
         nb::gil_scoped_release rel;
         return t.save(basename, nshards);
       }, "basename"_a, "nshards"_a)
+      .def("stage_restore", [](Table& t, const std::string& basename) {
+        auto staged = std::make_unique<StagedRestore>();
+        {
+          nb::gil_scoped_release rel;
+          staged->content = t.stage_restore(basename);
+        }
+        staged->table = &t;
+        return staged;
+      }, "basename"_a)
+      .def("commit_restore", [](Table& t, StagedRestore& staged) {
+        if (!staged.content) throw std::invalid_argument("staged: already committed");
+        if (staged.table != &t) throw std::invalid_argument("staged: staged by another table");
+        nb::gil_scoped_release rel;
+        t.commit_restore(std::move(staged.content));
+      }, "staged"_a)
       .def("restore", [](Table& t, const std::string& basename) {
         nb::gil_scoped_release rel;
-        t.restore(basename);
+        t.commit_restore(t.stage_restore(basename));
       }, "basename"_a)
       .def("save_as_tensor", [](Table& t, int64_t shard_idx, int64_t num_shards, int64_t limit,
                                 int64_t offset) {

@@ -1,10 +1,11 @@
-// Checkpoint files on disk, for every native table (CPU, CUDA, TF ops): crash-safe writes,
-// whole-file reads that fail with CheckpointFailure, and discovery of a shard set
-// `basename-%05d-of-%05d` (docs/semantics.md §7; the Python engines do the same in
-// engines/formats/shards.py).
+// Checkpoint files on disk, for every native table (CPU, CUDA, TF ops): the crash-safe shard-set
+// protocol of docs/checkpoints.md (shards staged under hidden names, a manifest as the commit
+// point), and strict reads (regular files only, sizes and CRC32C checked against the manifest).
+// The Python engines implement the same protocol in engines/formats/shards.py, byte for byte.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,33 +17,78 @@ constexpr int64_t kMaxShards = 99999;  // the -%05d-of-%05d name cannot express 
 
 std::string shard_name(const std::string& basename, int64_t i, int64_t n);
 
-// A file written under a hidden temporary name in the target directory and renamed over the
-// target by commit() after an fsync, so a reader sees the old file or the complete new one.
-// Destroyed without commit() (an error, an exception): the temporary file is removed.
-class AtomicFile {
+// std::invalid_argument when basename cannot name files (empty, a NUL byte, ends in '/').
+void check_basename(const std::string& basename);
+
+// One shard of a set being written: a hidden temporary file in the target directory whose
+// bytes are counted and CRC'd as they are written. Removed on destruction unless the set
+// writer took it over.
+class TempShard {
  public:
-  explicit AtomicFile(const std::string& path);
-  ~AtomicFile();
-  AtomicFile(const AtomicFile&) = delete;
-  AtomicFile& operator=(const AtomicFile&) = delete;
+  TempShard(const std::string& dir, const std::string& final_name);
+  ~TempShard();
+  TempShard(const TempShard&) = delete;
+  TempShard& operator=(const TempShard&) = delete;
 
   void write(const uint8_t* data, size_t n);
-  // fsync, close, rename over the target, fsync the directory.
-  void commit();
+  void finish();  // fsync + close
+
+  const std::string& final_name() const { return final_name_; }
+  const std::string& temp_name() const { return temp_name_; }
+  uint64_t size() const { return size_; }
+  uint32_t crc() const { return crc_; }
+  void keep() { keep_ = true; }  // the set writer renamed it (or a manifest names it)
 
  private:
-  std::string path_, tmp_, dir_;
+  std::string dir_, final_name_, temp_name_;
   int fd_ = -1;
+  uint64_t size_ = 0;
+  uint32_t crc_ = 0;
+  bool keep_ = false;
 };
 
-// The whole file; CheckpointFailure (naming the path) when it is missing or unreadable.
-ByteBuffer read_file(const std::string& path);
+// Writes basename's shard set with the manifest protocol: shard(i) for i = 0..n-1 in any
+// order, then commit(). Destroyed without commit(): every temporary file is removed and the
+// previous checkpoint is untouched.
+class ShardSetWriter {
+ public:
+  ShardSetWriter(const std::string& basename, int64_t nshards);
+  ~ShardSetWriter();
+  TempShard& shard(int64_t i) { return *shards_[i]; }
+  std::vector<std::string> commit();  // the final paths, in shard order
 
-// The paths of one complete shard set of basename, in shard order. CheckpointFailure when
-// there is none, a shard is missing, counts disagree, or a `basename-*` file is not a shard.
-std::vector<std::string> find_shard_set(const std::string& basename);
+ private:
+  std::string basename_, dir_text_, dir_, prefix_;
+  std::vector<std::unique_ptr<TempShard>> shards_;
+};
 
-// Remove `basename-NNNNN-of-MMMMM` files whose MMMMM != keep_count (an older save's set).
-void remove_stale_shards(const std::string& basename, int64_t keep_count);
+// Where to read one shard of a set, and what the manifest promises about it.
+struct ShardToRead {
+  std::string path;
+  bool verified = false;  // size and crc come from a manifest and must match
+  uint64_t size = 0;
+  uint32_t crc = 0;
+};
+
+// basename's shard set, resolved from its manifest when there is one (`from_manifest`), else
+// discovered from the names `basename-NNNNN-of-MMMMM` (other `basename-*` names are another
+// table's and are ignored). CheckpointFailure when there is none, a shard is missing, counts
+// disagree or the manifest is malformed.
+struct ShardSet {
+  bool from_manifest = false;
+  std::vector<ShardToRead> shards;
+};
+ShardSet find_shard_set(const std::string& basename);
+
+// A shard's bytes: a regular file (a FIFO, device or directory is refused without blocking)
+// whose size matches the manifest's, when there is one. CheckpointFailure naming the path.
+ByteBuffer read_shard(const ShardToRead& s);
+
+// After the records parsed (so a damaged record is reported as that record): the whole
+// file's CRC32C against the manifest's.
+void verify_shard_crc(const ShardToRead& s, const ByteBuffer& bytes);
+
+// Writes `data` to path crash-safely (hidden temp, fsync, rename, fsync dir).
+void write_file_atomic(const std::string& path, const std::string& data);
 
 }  // namespace hashlab

@@ -6,7 +6,6 @@
 #include <cstring>
 #include <future>
 
-#include "checkpoint_files.h"
 #include "common.h"
 #include "crc32c.h"
 #include "entry_dump.h"
@@ -54,19 +53,6 @@ struct Frame {
 
 int64_t auto_nshards(int64_t live_entries) {
   return std::min<int64_t>(4, std::max<int64_t>(1, live_entries / 1000000));
-}
-
-std::vector<int64_t> last_record_of_each_id(const Staged& st) {
-  const int64_t n = st.size();
-  std::vector<int64_t> idx(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) idx[i] = i;
-  std::stable_sort(idx.begin(), idx.end(),
-                   [&](int64_t a, int64_t b) { return st.ids[a] < st.ids[b]; });
-  std::vector<int64_t> last;
-  last.reserve(idx.size());
-  for (int64_t k = 0; k < n; ++k)
-    if (k + 1 == n || st.ids[idx[k + 1]] != st.ids[idx[k]]) last.push_back(idx[k]);
-  return last;
 }
 
 bool expired(const TableConfig& cfg, int64_t id, uint32_t ts, int64_t max_ts) {
@@ -125,8 +111,7 @@ std::vector<std::vector<EntryRef>> ShardCodec::sorted_buckets(const EntrySource&
 
 // Encoding overlaps writing: the pool encodes a wave of blocks (one per thread) while the
 // previous wave is written by a second thread, so a save costs about max(encode, write).
-void ShardCodec::write_shard(const std::vector<EntryRef>& es, const std::string& path) const {
-  AtomicFile file(path);
+void ShardCodec::write_shard(const std::vector<EntryRef>& es, TempShard* file) const {
   const int T = pool_.size();
   const int64_t n = static_cast<int64_t>(es.size());
   const size_t est = kFrameBytes + 5 * static_cast<size_t>(cfg_.dim + cfg_.state_words) + 32;
@@ -147,12 +132,12 @@ void ShardCodec::write_shard(const std::vector<EntryRef>& es, const std::string&
       encode_block(cfg_, es, block * per_block, std::min(n, (block + 1) * per_block), &wave[t]);
     });
     if (writing.valid()) writing.get();
-    writing = std::async(std::launch::async, [&file, &wave] {
-      for (const ByteBuffer& b : wave) file.write(b.data(), b.size());
+    writing = std::async(std::launch::async, [file, &wave] {
+      for (const ByteBuffer& b : wave) file->write(b.data(), b.size());
     });
   }
   if (writing.valid()) writing.get();
-  file.commit();
+  file->finish();
 }
 
 std::vector<std::string> ShardCodec::save(const EntrySource& src, int64_t max_ts,
@@ -167,17 +152,10 @@ std::vector<std::string> ShardCodec::save(const EntrySource& src, int64_t max_ts
     }
     nshards = auto_nshards(live);
   }
-  if (nshards < 1 || nshards > kMaxShards)
-    throw std::invalid_argument("nshards: shard count must be in [1, 99999], got " +
-                                std::to_string(nshards));
+  ShardSetWriter writer(basename, nshards);  // checks basename and nshards
   const auto shards = sorted_buckets(src, true, max_ts, -1, nshards);
-  std::vector<std::string> paths;
-  for (int64_t s = 0; s < nshards; ++s) {
-    paths.push_back(shard_name(basename, s, nshards));
-    write_shard(shards[s], paths.back());
-  }
-  remove_stale_shards(basename, nshards);
-  return paths;
+  for (int64_t s = 0; s < nshards; ++s) write_shard(shards[s], &writer.shard(s));
+  return writer.commit();
 }
 
 Blobs ShardCodec::slice(const EntrySource& src, int64_t shard_idx, int64_t num_shards,
@@ -203,10 +181,14 @@ Blobs ShardCodec::slice(const EntrySource& src, int64_t shard_idx, int64_t num_s
 
 // Frames of one file are found sequentially (each length is needed to find the next), then
 // the records are CRC-checked and parsed by the pool in parallel into out's staging area.
-void ShardCodec::parse_file(const std::string& path, Staged* out, size_t* presize_bytes) const {
+void ShardCodec::parse_file(const ShardToRead& shard, int64_t placement, int64_t num_shards,
+                            Staged* out, size_t* presize_bytes) const {
   const int T = pool_.size();
   const int64_t D = cfg_.dim, stride = D + cfg_.state_words;
-  ByteBuffer buf = read_file(path);
+  const std::string& path = shard.path;
+  ByteBuffer buf = read_shard(shard);
+  out->files.push_back(path);
+  out->file_starts.push_back(out->size());
   std::vector<Frame> frames;
   std::string frame_error;
   size_t pos = 0;
@@ -281,6 +263,11 @@ void ShardCodec::parse_file(const std::string& path, Staged* out, size_t* presiz
         pe.num = slot;
         pe.state = slot + D;
         err = parse_entry_dump(cfg_, payload, f.length, &pe);
+        if (err.empty() && placement >= 0 &&
+            shard_of(pe.id, static_cast<uint32_t>(num_shards)) != placement)
+          err = "id " + std::to_string(pe.id) + " belongs to shard " +
+                std::to_string(shard_of(pe.id, static_cast<uint32_t>(num_shards))) + " of " +
+                std::to_string(num_shards) + ", not this one (a foreign or misplaced shard)";
         out->ids[base + i] = pe.id;
         out->ts[base + i] = pe.ts;
         out->num_count[base + i] = pe.num_count;
@@ -297,19 +284,72 @@ void ShardCodec::parse_file(const std::string& path, Staged* out, size_t* presiz
       throw CheckpointFailure(path + ": record " + std::to_string(bad_index[t]) + ": " +
                               bad_what[t]);
   if (!frame_error.empty()) throw CheckpointFailure(frame_error);
+  verify_shard_crc(shard, buf);
 }
 
 Staged ShardCodec::read(const std::string& basename) const {
-  const std::vector<std::string> paths = find_shard_set(basename);
+  const ShardSet set = find_shard_set(basename);
   size_t total_bytes = 0;
-  for (const std::string& path : paths) {
+  for (const ShardToRead& shard : set.shards) {
     struct stat st;
-    if (::stat(path.c_str(), &st) == 0 && st.st_size > 0)
+    if (::stat(shard.path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
       total_bytes += static_cast<size_t>(st.st_size);
   }
   Staged out;
-  for (const std::string& path : paths) parse_file(path, &out, &total_bytes);
+  const int64_t n = static_cast<int64_t>(set.shards.size());
+  for (int64_t i = 0; i < n; ++i)
+    parse_file(set.shards[i], set.from_manifest ? i : -1, n, &out, &total_bytes);
+  check_unique_ids(out);
   return out;
+}
+
+// Every id once: ids are spread over hash buckets, each bucket checked with an open-addressing
+// set by one thread. A duplicate names both records (Monolith's own saves never repeat an id;
+// a repeat means a copied or foreign shard).
+void ShardCodec::check_unique_ids(const Staged& st) const {
+  const int64_t n = st.size();
+  if (n < 2) return;
+  constexpr int kBucketBits = 6, kBuckets = 1 << kBucketBits;
+  const int T = pool_.size();
+  auto bucket_of = [](uint64_t h) { return static_cast<int>(h >> (64 - kBucketBits)); };
+  std::vector<std::vector<std::vector<int64_t>>> local(
+      static_cast<size_t>(T), std::vector<std::vector<int64_t>>(kBuckets));
+  pool_.run([&](int t) {
+    int64_t b, e;
+    ThreadPool::range(n, T, t, &b, &e);
+    for (int64_t i = b; i < e; ++i) local[t][bucket_of(mix64(~static_cast<uint64_t>(st.ids[i])))]
+        .push_back(i);
+  });
+  std::vector<std::string> dup(static_cast<size_t>(T));
+  auto where = [&](int64_t i) {
+    const auto it = std::upper_bound(st.file_starts.begin(), st.file_starts.end(), i) - 1;
+    const size_t f = static_cast<size_t>(it - st.file_starts.begin());
+    return st.files[f] + " record " + std::to_string(i - *it);
+  };
+  pool_.run([&](int t) {
+    std::vector<int64_t> set;
+    for (int b = t; b < kBuckets; b += T) {
+      size_t count = 0;
+      for (int u = 0; u < T; ++u) count += local[u][b].size();
+      size_t cap = 16;
+      while (cap < 2 * count) cap *= 2;
+      set.assign(cap, -1);
+      // records in file order (threads' ranges are in order), so the first of a pair comes first
+      for (int u = 0; u < T && dup[t].empty(); ++u)
+        for (int64_t i : local[u][b]) {
+          size_t k = mix64(static_cast<uint64_t>(st.ids[i])) & (cap - 1);
+          while (set[k] >= 0 && st.ids[set[k]] != st.ids[i]) k = (k + 1) & (cap - 1);
+          if (set[k] >= 0) {
+            dup[t] = "id " + std::to_string(st.ids[i]) + " appears twice: " + where(set[k]) +
+                     " and " + where(i);
+            break;
+          }
+          set[k] = i;
+        }
+    }
+  });
+  for (const std::string& d : dup)
+    if (!d.empty()) throw CheckpointFailure(d + " (a duplicated or foreign shard)");
 }
 
 }  // namespace hashlab

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "big_alloc.h"
+#include "checkpoint_files.h"
 #include "table_config.h"
 #include "thread_pool.h"
 
@@ -43,19 +44,17 @@ class EntrySource {
   virtual void list(int64_t part, std::vector<EntryRef>* out) const = 0;  // appends
 };
 
-// Every record of a checkpoint, parsed, in file order (duplicates kept: the table decides).
+// Every record of a checkpoint, parsed and checked, in file order; every id appears once.
 struct Staged {
   BigVector<int64_t> ids, ts, num_count;
+  std::vector<std::string> files;      // the shard files read, in order
+  std::vector<int64_t> file_starts;    // index of each file's first record
   ByteBuffer rows;  // record i: num[D] then state[W] floats, D + W words per record
   int64_t size() const { return static_cast<int64_t>(ids.size()); }
   const float* row(int64_t i, int64_t stride) const {
     return reinterpret_cast<const float*>(rows.data()) + i * stride;
   }
 };
-
-// Indices of the last record of each distinct id, ordered by id (a later record of an id
-// replaces an earlier one, as Monolith's restore upserts in file order).
-std::vector<int64_t> last_record_of_each_id(const Staged& st);
 
 // Monolith's automatic shard count: min(4, max(1, live_entries / 1e6)).
 int64_t auto_nshards(int64_t live_entries);
@@ -78,8 +77,10 @@ class ShardCodec {
   Blobs slice(const EntrySource& src, int64_t shard_idx, int64_t num_shards, int64_t limit,
               int64_t offset, int64_t* new_offset) const;
 
-  // Finds basename's shard set, reads, CRC-checks and parses every record. Throws
-  // CheckpointFailure naming the file and record.
+  // Finds basename's shard set (docs/checkpoints.md), reads, CRC-checks and parses every
+  // record, and checks that no id appears twice and (for a set with a manifest, which we
+  // wrote) that each id sits in the shard its fixed hash names. Throws CheckpointFailure
+  // naming the file and record.
   Staged read(const std::string& basename) const;
 
  private:
@@ -88,8 +89,11 @@ class ShardCodec {
   std::vector<std::vector<EntryRef>> sorted_buckets(const EntrySource& src, bool ttl,
                                                     int64_t max_ts, int64_t shard_idx,
                                                     int64_t num_shards) const;
-  void write_shard(const std::vector<EntryRef>& entries, const std::string& path) const;
-  void parse_file(const std::string& path, Staged* out, size_t* presize_bytes) const;
+  void write_shard(const std::vector<EntryRef>& entries, TempShard* file) const;
+  // placement: the shard index every id must hash to (-1: not checked).
+  void parse_file(const ShardToRead& shard, int64_t placement, int64_t num_shards, Staged* out,
+                  size_t* presize_bytes) const;
+  void check_unique_ids(const Staged& st) const;
 
   const TableConfig& cfg_;
   ThreadPool& pool_;

@@ -37,51 +37,46 @@ Blobs Table::save_as_tensor(int64_t shard_idx, int64_t num_shards, int64_t limit
                                         new_offset);
 }
 
-void Table::restore(const std::string& basename) {
-  // Stage: read, CRC-check and parse everything; the table is not touched.
-  const Staged st = ShardCodec(cfg_, *pool_).read(basename);
-  const int T = pool_->size();
+// The new content is built beside the live one (fresh partitions, sized exactly), so the
+// commit is a swap that cannot fail, and a table being restored stays readable until then.
+// The price: old and new content are both in memory for a moment.
+std::unique_ptr<Table::Restored> Table::stage_restore(const std::string& basename) const {
+  const Staged st = ShardCodec(cfg_, *pool_).read(basename);  // ids are unique
   const int64_t D = cfg_.dim, W = cfg_.state_words, stride = D + W;
-
-  // Commit.
-  std::unique_lock<std::shared_mutex> lk(mu_);
   const int64_t n = st.size();
-  BigVector<uint64_t> h = hash_all(st.ids.data(), n);
-  std::vector<int64_t> per_part(kPartitions, 0);
-  for (int64_t i = 0; i < n; ++i) ++per_part[part_of(h[i])];
-  pool_->run([&](int t) {  // allocate first: a bad_alloc here leaves the table as it was
-    for (int p = t; p < kPartitions; p += T) parts_[p]->reserve_total(per_part[p]);
-  });
-  for (auto& p : parts_) p->clear();
-  std::vector<BigVector<int64_t>> own(static_cast<size_t>(T));
-  pool_->run([&](int t) {
-    own_positions(h.data(), n, t, &own[t]);
-    const BigVector<int64_t>& mine = own[t];
-    const int64_t m = static_cast<int64_t>(mine.size());
-    constexpr int64_t kAhead = 16;  // prefetch home slots this many records ahead
-    for (int64_t j = 0; j < std::min(m, kAhead); ++j)
-      parts_[part_of(h[mine[j]])]->prefetch(h[mine[j]]);
-    for (int64_t j = 0; j < m; ++j) {
-      if (j + kAhead < m) {
-        const uint64_t ha = h[mine[j + kAhead]];
-        parts_[part_of(ha)]->prefetch(ha);
+  PartitionedBatch b;  // the records grouped by partition
+  build_batch(*pool_, st.ids.data(), nullptr, n, 0, "", kPartitions, Partition::hash_of,
+              part_of, &b);
+  auto out = std::make_unique<Restored>();
+  for (int p = 0; p < kPartitions; ++p) out->parts.push_back(std::make_unique<Partition>(row_words_));
+  pool_->for_chunks(kPartitions, n < kMinParallel ? kPartitions : 1,
+                    [&](int64_t p0, int64_t p1, int) {
+    for (int64_t p = p0; p < p1; ++p) {
+      Partition& part = *out->parts[p];
+      const int64_t s = b.part_start[p], e = b.part_start[p + 1];
+      part.reserve(e - s);
+      for (int64_t k = s; k < e; ++k) {
+        if (k + 16 < e) part.prefetch(b.hashes[k + 16]);
+        const int64_t i = b.order[k], id = b.ids[k];
+        float* row = part.row_ptr(part.insert_new(id, b.hashes[k]));
+        // A short embedding keeps its initializer tail (core §1.5); state words and the
+        // timestamp come from the record.
+        if (st.num_count[i] < D) init_row(row, id);
+        const float* src = st.row(i, stride);
+        memcpy(row, src, static_cast<size_t>(st.num_count[i]) * 4);
+        memcpy(row + D, src + D, static_cast<size_t>(W) * 4);
+        set_ts(row, st.ts[i]);
       }
-      const int64_t i = mine[j];
-      const int64_t id = st.ids[i];
-      Partition& part = *parts_[part_of(h[i])];
-      uint32_t r = part.find(id, h[i]);
-      if (r == Partition::kEmpty) r = part.insert_new(id, h[i]);
-      float* row = part.row_ptr(r);
-      // A later record of an id replaces the earlier one entirely. State words and the
-      // timestamp are overwritten below, so only a short embedding needs the initializer.
-      if (st.num_count[i] < D) init_row(row, id);
-      const float* src = st.row(i, stride);
-      memcpy(row, src, static_cast<size_t>(st.num_count[i]) * 4);
-      memcpy(row + D, src + D, static_cast<size_t>(W) * 4);
-      set_ts(row, st.ts[i]);
     }
   });
-  for (int64_t i = 0; i < n; ++i) max_ts_ = std::max(max_ts_, st.ts[i]);
+  for (int64_t i = 0; i < n; ++i) out->max_ts = std::max(out->max_ts, st.ts[i]);
+  return out;
+}
+
+void Table::commit_restore(std::unique_ptr<Restored> content) {
+  std::unique_lock<std::shared_mutex> lk(mu_);
+  parts_.swap(content->parts);
+  max_ts_ = std::max(max_ts_, content->max_ts);
 }
 
 }  // namespace hashlab
