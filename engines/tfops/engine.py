@@ -61,8 +61,12 @@ class TfNativeHashFilter(api.HashFilter):
         return self.tf_filter.save(basename)
 
     @_errors_as_engine_errors
-    def _restore(self, basename):
-        self.tf_filter.restore(basename)
+    def _stage_restore(self, basename):
+        return self.tf_filter.stage_restore(basename)
+
+    @_errors_as_engine_errors
+    def _commit_restore(self, staged):
+        self.tf_filter.commit_restore(staged)
 
 
 def _engine_errors(cls):
@@ -71,6 +75,24 @@ def _engine_errors(cls):
         if callable(fn) and not name.startswith("_"):
             setattr(cls, name, _errors_as_engine_errors(fn))
     return cls
+
+
+class _StagedRestore:
+    """A restore staged inside the table resource; dropped there unless committed."""
+
+    def __init__(self, tf_table, token: int):
+        self._tf_table, self._token = tf_table, token
+
+    def commit(self):
+        token, self._token = self._token, None
+        self._tf_table.commit_restore(token)
+
+    def __del__(self):
+        if self._token is not None:
+            try:
+                self._tf_table.discard_restore(self._token)
+            except Exception:  # noqa: BLE001 - interpreter shutting down
+                pass
 
 
 @_engine_errors
@@ -106,8 +128,11 @@ class _OpTable:
     def save(self, basename, nshards):
         return [p.decode() for p in self.tf_table.save_shards(basename, nshards).numpy()]
 
-    def restore(self, basename):
-        self.tf_table.restore(basename)
+    def stage_restore(self, basename):
+        return _StagedRestore(self.tf_table, int(self.tf_table.stage_restore(basename)))
+
+    def commit_restore(self, staged):
+        staged.commit()
 
     def save_as_tensor(self, shard_idx, num_shards, limit, offset):
         if num_shards >= 1 << 31:      # the op's shard inputs are int32, as Monolith's

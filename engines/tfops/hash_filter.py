@@ -82,19 +82,27 @@ class HashFilter:
             split_num, max_backward, head, head_increment, failures, splits))
 
     def restore(self, basename: str) -> None:
+        self.commit_restore(self.stage_restore(basename))
+
+    def stage_restore(self, basename: str):
+        """Read and check the files against this filter; nothing changes yet."""
         self._require_eager("restore")
         if self.kind == "dummy":
-            return
+            return None
         if self.kind == "probabilistic":
             find_shards(basename)       # as Monolith: the file set must exist
-            return
+            return None
         meta, ints, _, cells = (t.numpy() for t in lib().hashlab_sliding_filter_state(
             self.handle))
         live, at = [], 0
         for total in ints[:, 1]:
             live.append(cells[at:at + total + filter_dump.CELL_PADDING])
             at += total + filter_dump.CELL_PADDING
-        dump = filter_dump.load_sliding(basename, int(meta[3]), int(meta[4]), live)
+        return filter_dump.load_sliding(basename, int(meta[3]), int(meta[4]), live)
+
+    def commit_restore(self, dump) -> None:
+        if dump is None:
+            return
         lib().hashlab_sliding_filter_set_state(
             self.handle, dump.head, dump.head_increment, dump.failure_count,
             np.array([[s.total_size, s.num_elements, s.failure_count] for s in dump.splits],

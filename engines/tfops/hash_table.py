@@ -328,10 +328,16 @@ class HashTable:
             self._table, tf.convert_to_tensor(basename, tf.string),
             nshards=self._saver_parallel, random_sleep_ms=int(random_sleep_ms)))
 
-    def save_shards(self, basename, nshards=-1, first_shard=0, shard_stride=1) -> tf.Tensor:
-        """Save shards {s : s % shard_stride == first_shard} of an nshards save and return
-        their paths (a parameter-server task's part of a sharded table's checkpoint)."""
-        return lib().hashlab_hash_table_save_shards(
+    def save_shards(self, basename, nshards=-1) -> tf.Tensor:
+        """Save with the shard count as a tensor (-1: automatic) and return the paths."""
+        return lib().hashlab_hash_table_save(
+            self._table, tf.convert_to_tensor(basename, tf.string),
+            _scalar_i64(nshards, "nshards"))
+
+    def write_part_shards(self, basename, nshards, first_shard, shard_stride) -> tf.Tensor:
+        """Step 1 of a sharded table's save (see sharded.py): write shards {s : s %
+        shard_stride == first_shard} under temporary names; returns their manifest lines."""
+        return lib().hashlab_hash_table_write_part_shards(
             self._table, tf.convert_to_tensor(basename, tf.string),
             _scalar_i64(nshards, "nshards"), _scalar_i64(first_shard, "first_shard"),
             _scalar_i64(shard_stride, "shard_stride"))
@@ -347,6 +353,21 @@ class HashTable:
             self._table, tf.convert_to_tensor(basename, tf.string),
             _scalar_i64(part, "part"), _scalar_i64(num_parts, "num_parts")))
 
+    def stage_restore(self, basename, part=0, num_parts=1) -> tf.Tensor:
+        """Step 1 of a two-step restore: read and check (the part of) a checkpoint without
+        changing the table; returns a token for commit_restore / discard_restore."""
+        return lib().hashlab_hash_table_stage_restore(
+            self._table, tf.convert_to_tensor(basename, tf.string), _scalar_i64(part, "part"),
+            _scalar_i64(num_parts, "num_parts"))
+
+    def commit_restore(self, token) -> "HashTable":
+        return self._copy_with_new_table(lib().hashlab_hash_table_commit_restore(
+            self._table, _scalar_i64(token, "token")))
+
+    def discard_restore(self, token) -> "HashTable":
+        return self._copy_with_new_table(lib().hashlab_hash_table_discard_restore(
+            self._table, _scalar_i64(token, "token")))
+
     def save_as_tensor(self, shard_idx, num_shards, limit, offset):
         """(new_offset, serialized EntryDumps) of up to `limit` entries of checkpoint shard
         shard_idx of num_shards, from `offset` on (ids in ascending order)."""
@@ -354,6 +375,14 @@ class HashTable:
             self._table, tf.convert_to_tensor(shard_idx, tf.int32),
             tf.convert_to_tensor(num_shards, tf.int32), tf.convert_to_tensor(limit, tf.int64),
             tf.convert_to_tensor(offset, tf.int64), name="monolith_hash_table_save_as_tensor")
+
+
+def commit_part_shards(basename, nshards, lines) -> tf.Tensor:
+    """Step 2 of a sharded table's save: commit every task's shards as one crash-safe set
+    (docs/checkpoints.md); returns the paths in shard order."""
+    return lib().hashlab_commit_shard_set(tf.convert_to_tensor(basename, tf.string),
+                                          _scalar_i64(nshards, "nshards"),
+                                          tf.convert_to_tensor(lines, tf.string))
 
 
 def fused_lookup(tables, ids, fused_slot_size, num_of_shards: int, req_time=None):

@@ -58,17 +58,18 @@ class HashTableCheckpointSaverListener(tf.compat.v1.train.CheckpointSaverListene
 
 
 class HashTableCheckpointRestorerListener:
-    """Restores every table of the graph from the newest checkpoint's asset folder."""
+    """Restores every table of the graph from the newest checkpoint's asset folder, all or
+    nothing: every table stages (reads and checks its files) before any table changes."""
 
     def __init__(self, basename: str):
         self._basename = basename
-        self._paths = {}
-        restores = []
+        self._tables = []
         for table in _tables():
             path = tf.compat.v1.placeholder(tf.string, [])
-            self._paths[table.name] = (path, table)
-            restores.append(table.restore(path).as_op())
-        self._restore_ops = restores
+            token = tf.compat.v1.placeholder(tf.int64, [])
+            self._tables.append((table, path, table.stage_restore(path), token,
+                                 table.commit_restore(token).as_op(),
+                                 table.discard_restore(token).as_op()))
 
     def asset_dir(self) -> str | None:
         """The asset folder to restore from, or None when there is nothing to restore."""
@@ -86,10 +87,20 @@ class HashTableCheckpointRestorerListener:
         asset_dir = self.asset_dir()
         if asset_dir is None:
             return
-        feed = {path: restore_basename(asset_dir, table.name, table.extra_restore_names)
-                for path, table in self._paths.values()}
-        session.run(self._restore_ops, feed,
-                    options=tf.compat.v1.RunOptions(timeout_in_ms=TIMEOUT_MS))
+        options = tf.compat.v1.RunOptions(timeout_in_ms=TIMEOUT_MS)
+        bases = [restore_basename(asset_dir, t.name, t.extra_restore_names)
+                 for t, *_ in self._tables]
+        staged = []
+        try:
+            for (_, path, stage, *_), base in zip(self._tables, bases):
+                staged.append(session.run(stage, {path: base}, options=options))
+        except Exception:
+            for (*_, token, _, discard), tok in zip(self._tables, staged):
+                session.run(discard, {token: tok})
+            raise
+        session.run([commit for *_, commit, _ in self._tables],
+                    {token: tok for (*_, token, _, _), tok in zip(self._tables, staged)},
+                    options=options)
 
     def after_restore(self, session):
         pass

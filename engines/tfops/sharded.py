@@ -15,8 +15,9 @@ results put back in batch order with tf.dynamic_stitch; TF sends the parts to th
 back. Nothing of ours sits in the data path.
 
 Because routing and checkpoint sharding share the hash, a save with nshards = k*N lets task i
-write exactly shards {i, i+N, ...}: together the files are byte-identical to one table's save
-with the same nshards, and one table restores them as any checkpoint. Restoring a checkpoint
+write exactly shards {i, i+N, ...}; the first task then commits them as one crash-safe set (one
+manifest, docs/checkpoints.md). The files are byte-identical to one table's save with the same
+nshards, and one table restores them as any checkpoint. Restoring a checkpoint
 of any shard count into N tasks gives each task its own ids (HashlabHashTableRestorePart).
 
 Every write reaches every task, an empty part included, so all tasks see the same req_time
@@ -28,7 +29,7 @@ import copy
 
 import tensorflow as tf
 
-from engines.tfops.hash_table import HashTable, _scalar_i64
+from engines.tfops.hash_table import HashTable, _scalar_i64, commit_part_shards
 from engines.tfops.ops import lib
 
 AUTO_SHARD_ENTRIES = 1_000_000     # the automatic shard count rule of a table's save
@@ -141,7 +142,8 @@ class ShardedHashTable:
 
     def save(self, basename, nshards=-1) -> tf.Tensor:
         """Every task writes its shards of an nshards-shard checkpoint (a multiple of N;
-        -1: N * clip(largest task size / 1e6, 1, 4)); returns every path, in shard order."""
+        -1: N * clip(largest task size / 1e6, 1, 4)), then the first task commits the set
+        (one manifest, docs/checkpoints.md). Returns every path, in shard order."""
         n = self.num_ps
         if isinstance(nshards, int) and nshards != -1 and (nshards < 1 or nshards % n):
             raise ValueError(f"nshards must be -1 or a multiple of the {n} ps tasks, "
@@ -151,18 +153,30 @@ class ShardedHashTable:
             tf.reduce_max(tf.stack(self._per_task(lambda t: t.size()))) // AUTO_SHARD_ENTRIES,
             1, MAX_AUTO_SHARDS_PER_TASK)
         total = tf.where(nshards < 0, auto, nshards)
-        paths = self._per_task(lambda t, i: t.save_shards(basename, total, i, n), list(range(n)))
-        # Task i wrote shards i, i+N, ...: interleave back into shard order.
-        return tf.reshape(tf.transpose(tf.stack(paths)), [-1]) if n > 1 else paths[0]
+        lines = self._per_task(lambda t, i: t.write_part_shards(basename, total, i, n),
+                               list(range(n)))
+        with tf.device(self.ps_devices[0]):
+            return commit_part_shards(basename, total, tf.concat(lines, 0))
 
-    def restore(self, basename) -> "ShardedHashTable":
-        """Every task restores its ids from a checkpoint of any shard count, then all tasks
-        take the newest timestamp of the whole checkpoint as their TTL reference time."""
+    def stage_restore(self, basename) -> list:
+        """Step 1 of a two-step restore: every task reads and checks its share of a checkpoint
+        of any shard count; nothing changes yet. Returns one token per task."""
         n = self.num_ps
-        restored = self._per_task(lambda t, i: t.restore_part(basename, i, n), list(range(n)))
-        newest = tf.reduce_max(tf.stack(self._with_tables(restored)._per_task(
-            lambda t: t.max_update_ts())))
+        return self._per_task(lambda t, i: t.stage_restore(basename, i, n), list(range(n)))
+
+    def commit_restore(self, tokens) -> "ShardedHashTable":
+        """Step 2: every task takes its staged share, then all tasks take the newest timestamp
+        of the whole checkpoint as their TTL reference time (one table's max_update_ts)."""
+        restored = self._with_tables(self._per_task(lambda t, k: t.commit_restore(k), tokens))
+        newest = tf.reduce_max(tf.stack(restored._per_task(lambda t: t.max_update_ts())))
         empty_ids = tf.zeros([0], tf.int64)
         empty_rows = tf.zeros([0, self.dim_size], tf.float32)
-        return self._with_tables(self._with_tables(restored)._per_task(
+        return restored._with_tables(restored._per_task(
             lambda t: t.assign_add(empty_ids, empty_rows, req_time=newest)))
+
+    def discard_restore(self, tokens) -> tf.Operation:
+        return tf.group(self._per_task(lambda t, k: t.discard_restore(k).as_op(), tokens))
+
+    def restore(self, basename) -> "ShardedHashTable":
+        """Replace the content with a checkpoint of any shard count."""
+        return self.commit_restore(self.stage_restore(basename))

@@ -17,6 +17,25 @@ from engines.tfops.engine import _errors_as_engine_errors
 from engines.tfops.sharded import ShardedHashTable
 
 
+class _StagedShards:
+    """One staged restore per task (tokens in the task's table resource); dropped unless
+    committed."""
+
+    def __init__(self, table, tokens):
+        self._table, self._tokens = table, list(tokens)
+
+    def commit(self):
+        tokens, self._tokens = self._tokens, None
+        self._table._run("commit_restore", tokens=tokens)
+
+    def __del__(self):
+        if self._tokens is not None:
+            try:
+                self._table._run("discard_restore", tokens=self._tokens)
+            except Exception:  # noqa: BLE001 - the session may be closed already
+                pass
+
+
 class ShardedEngineTable(api.Table):
     def __init__(self, engine, spec, learning_rates, seed, quirks,
                  timeout_s: float = DEFAULT_TIMEOUT_S):
@@ -47,8 +66,13 @@ class ShardedEngineTable(api.Table):
                 "assign_add": t.assign_add(ids, rows, rt).as_op(),
                 "size": t.size(), "max_update_ts": t.max_update_ts(),
                 "save": t.save(ph["basename"], ph["nshards"]),
-                "restore": t.restore(ph["basename"]).as_op(),
+                "stage_restore": t.stage_restore(ph["basename"]),
             }
+            tokens = tf.compat.v1.placeholder(tf.int64, [self.num_ps], "tokens")
+            ph["tokens"] = tokens
+            per_task = tf.unstack(tokens, self.num_ps)
+            self._ops["commit_restore"] = t.commit_restore(per_task).as_op()
+            self._ops["discard_restore"] = t.discard_restore(per_task)
             for dedup in (False, True):
                 self._ops[("apply", dedup)] = t.apply_gradients(
                     ids, rows, ph["global_step"], dedup, rt, ph["lrs"]).as_op()
@@ -106,8 +130,11 @@ class ShardedEngineTable(api.Table):
                              f"(each task writes its own shards), got {nshards}")
         return [p.decode() for p in self._run("save", basename=basename, nshards=nshards)]
 
-    def _restore(self, basename):
-        self._run("restore", basename=basename)
+    def _stage_restore(self, basename):
+        return _StagedShards(self, self._run("stage_restore", basename=basename))
+
+    def _commit_restore(self, staged):
+        staged.commit()
 
     def _save_as_tensor(self, shard_idx, num_shards, limit, offset):
         raise NotImplementedError("save_as_tensor: not declared for sharded tables")

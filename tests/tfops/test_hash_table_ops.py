@@ -259,7 +259,8 @@ def test_saver_and_restorer_listeners(graph, tmp_path):                      # Â
         sess.run(plus)
         saver_l.before_save(sess, 7)
         saver.save(sess, base, global_step=7)
-        assert sorted(os.listdir(tmp_path / "model.ckpt-7.assets")) == ["t1-00000-of-00001"]
+        assert sorted(os.listdir(tmp_path / "model.ckpt-7.assets")) == ["t1-00000-of-00001",
+                                                                        "t1.manifest"]
         sess.run(minus)
         restorer_l.before_restore(sess)
         np.testing.assert_array_equal(sess.run(lookup), rows(1))
@@ -376,7 +377,7 @@ def test_eager_resources_are_freed_with_the_table():
     (lambda t: t.apply_gradients([1], [[np.nan, 0.0]]), "grads contains a non-finite"),
     (lambda t: t.apply_gradients([1], [[1.0, 0.0]], learning_rates=[0.1, 0.2]),
      "one value per segment"),
-    (lambda t: t.save_shards("/tmp/x", 3, 0, 2), "multiple of the number of parts"),
+    (lambda t: t.write_part_shards("/tmp/x", 3, 0, 2), "multiple of the number of parts"),
     (lambda t: t.restore_part("/tmp/x", 2, 2), "part < num_parts"),
 ])
 def test_kernels_reject_bad_arguments_and_leave_the_table(call, match):

@@ -35,6 +35,8 @@ class FilterResource : public tensorflow::ResourceBase {
 
 class TableResource : public tensorflow::ResourceBase {
  public:
+  using Staged = std::unique_ptr<hashlab::Table::Restored>;
+
   explicit TableResource(std::unique_ptr<hashlab::Table> t) : table_(std::move(t)) {}
   std::string DebugString() const override {
     return "hashlab table (dim " + std::to_string(table_->dim()) + ")";
@@ -42,8 +44,27 @@ class TableResource : public tensorflow::ResourceBase {
   int64_t MemoryUsed() const override { return table_->memory_bytes(); }
   hashlab::Table& table() { return *table_; }
 
+  // Restores staged (read and checked) but not committed yet, by token: a model restores
+  // many tables all-or-nothing, committing only when every one of them staged.
+  int64_t keep_staged(Staged s) {
+    std::lock_guard<std::mutex> lk(staged_mu_);
+    staged_.emplace(++last_token_, std::move(s));
+    return last_token_;
+  }
+  Staged take_staged(int64_t token) {  // nullptr: unknown (or already taken) token
+    std::lock_guard<std::mutex> lk(staged_mu_);
+    auto it = staged_.find(token);
+    if (it == staged_.end()) return nullptr;
+    Staged s = std::move(it->second);
+    staged_.erase(it);
+    return s;
+  }
+
  private:
   std::unique_ptr<hashlab::Table> table_;
+  std::mutex staged_mu_;
+  std::map<int64_t, Staged> staged_;
+  int64_t last_token_ = 0;
 };
 
 // One pool per thread count, shared by every table of the process that asks for that many.

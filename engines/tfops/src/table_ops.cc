@@ -332,7 +332,7 @@ class SaveOp : public OpKernel {
       std::mt19937_64 gen{std::random_device{}()};
       std::this_thread::sleep_for(std::chrono::milliseconds(gen() % sleep_ms_));
     }
-    OP_REQUIRES_OK(c, guarded([&] { save_part(t->table(), basename, nshards_, 0, 1); }));
+    OP_REQUIRES_OK(c, guarded([&] { t->table().save(basename, nshards_); }));
     c->set_output(0, c->input(0));
   }
 
@@ -347,21 +347,58 @@ REGISTER_OP("MonolithHashTableRestore")
     .Output("output_handle: resource")
     .SetShapeFn(HandleOut);
 
-REGISTER_OP("HashlabHashTableSaveShards")
+absl::Status string_vector_out(OpKernelContext* c, int index,
+                               const std::vector<std::string>& v) {
+  Tensor* out;
+  TF_RETURN_IF_ERROR(c->allocate_output(index, TensorShape({static_cast<int64_t>(v.size())}),
+                                        &out));
+  for (size_t i = 0; i < v.size(); ++i) out->flat<tensorflow::tstring>()(i) = v[i];
+  return absl::OkStatus();
+}
+
+absl::Status PathsOut(InferenceContext* c) {
+  c->set_output(0, c->Vector(c->UnknownDim()));
+  return absl::OkStatus();
+}
+
+REGISTER_OP("HashlabHashTableSave")
+    .Input("handle: resource")
+    .Input("basename: string")
+    .Input("nshards: int64")
+    .Output("paths: string")
+    .SetShapeFn(PathsOut)
+    .Doc("Monolith's save with the shard count as an input (-1: automatic); returns the paths.");
+
+class SavePathsOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+  void Compute(OpKernelContext* c) override {
+    RefCountPtr<TableResource> t;
+    OP_REQUIRES_OK(c, lookup_resource(c, 0, &t));
+    std::string basename;
+    int64_t nshards;
+    OP_REQUIRES_OK(c, check_basename(c->input(1), &basename));
+    OP_REQUIRES_OK(c, scalar_i64(c->input(2), "nshards", &nshards));
+    std::vector<std::string> paths;
+    OP_REQUIRES_OK(c, guarded([&] { paths = t->table().save(basename, nshards); }));
+    OP_REQUIRES_OK(c, string_vector_out(c, 0, paths));
+  }
+};
+REGISTER_KERNEL_BUILDER(Name("HashlabHashTableSave").Device(DEVICE_CPU), SavePathsOp);
+
+REGISTER_OP("HashlabHashTableWritePartShards")
     .Input("handle: resource")
     .Input("basename: string")
     .Input("nshards: int64")
     .Input("first_shard: int64")
     .Input("shard_stride: int64")
-    .Output("paths: string")
-    .SetShapeFn([](InferenceContext* c) {
-      c->set_output(0, c->Vector(c->UnknownDim()));
-      return absl::OkStatus();
-    })
-    .Doc("Saves shards {s : s % shard_stride == first_shard} of an nshards-shard checkpoint "
-         "(nshards -1: automatic, stride 1 only) and returns their paths.");
+    .Output("lines: string")
+    .SetShapeFn(PathsOut)
+    .Doc("Step 1 of a sharded table's save, on each task: writes shards {s : s % shard_stride "
+         "== first_shard} of an nshards-shard checkpoint under temporary names and returns "
+         "their manifest lines for HashlabCommitShardSet.");
 
-class SaveShardsOp : public OpKernel {
+class WritePartShardsOp : public OpKernel {
  public:
   using OpKernel::OpKernel;
   void Compute(OpKernelContext* c) override {
@@ -373,14 +410,43 @@ class SaveShardsOp : public OpKernel {
     OP_REQUIRES_OK(c, scalar_i64(c->input(2), "nshards", &nshards));
     OP_REQUIRES_OK(c, scalar_i64(c->input(3), "first_shard", &first));
     OP_REQUIRES_OK(c, scalar_i64(c->input(4), "shard_stride", &stride));
-    std::vector<std::string> paths;
-    OP_REQUIRES_OK(c, guarded([&] { paths = save_part(t->table(), basename, nshards, first, stride); }));
-    Tensor* out;
-    OP_REQUIRES_OK(c, c->allocate_output(0, TensorShape({static_cast<int64_t>(paths.size())}), &out));
-    for (size_t i = 0; i < paths.size(); ++i) out->flat<tensorflow::tstring>()(i) = paths[i];
+    std::vector<std::string> lines;
+    OP_REQUIRES_OK(c, guarded([&] {
+      lines = write_part_shards(t->table(), basename, nshards, first, stride);
+    }));
+    OP_REQUIRES_OK(c, string_vector_out(c, 0, lines));
   }
 };
-REGISTER_KERNEL_BUILDER(Name("HashlabHashTableSaveShards").Device(DEVICE_CPU), SaveShardsOp);
+REGISTER_KERNEL_BUILDER(Name("HashlabHashTableWritePartShards").Device(DEVICE_CPU),
+                        WritePartShardsOp);
+
+REGISTER_OP("HashlabCommitShardSet")
+    .Input("basename: string")
+    .Input("nshards: int64")
+    .Input("lines: string")
+    .Output("paths: string")
+    .SetIsStateful()
+    .SetShapeFn(PathsOut)
+    .Doc("Step 2 of a sharded table's save, once: commits the shards every task wrote (the "
+         "manifest protocol of docs/checkpoints.md) and returns their paths in order.");
+
+class CommitShardSetOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+  void Compute(OpKernelContext* c) override {
+    std::string basename;
+    int64_t nshards;
+    OP_REQUIRES_OK(c, check_basename(c->input(0), &basename));
+    OP_REQUIRES_OK(c, scalar_i64(c->input(1), "nshards", &nshards));
+    const Tensor& lines_t = c->input(2);
+    std::vector<std::string> lines, paths;
+    for (int64_t i = 0; i < lines_t.NumElements(); ++i)
+      lines.emplace_back(lines_t.flat<tensorflow::tstring>()(i));
+    OP_REQUIRES_OK(c, guarded([&] { paths = commit_part_shards(basename, nshards, lines); }));
+    OP_REQUIRES_OK(c, string_vector_out(c, 0, paths));
+  }
+};
+REGISTER_KERNEL_BUILDER(Name("HashlabCommitShardSet").Device(DEVICE_CPU), CommitShardSetOp);
 
 REGISTER_OP("HashlabHashTableRestorePart")
     .Input("handle: resource")
@@ -392,6 +458,24 @@ REGISTER_OP("HashlabHashTableRestorePart")
     .Doc("Restores the entries with shard_of(id, num_parts) == part from a checkpoint of any "
          "shard count (a parameter-server task's share of it).");
 
+REGISTER_OP("HashlabHashTableStageRestore")
+    .Input("handle: resource")
+    .Input("basename: string")
+    .Input("part: int64")
+    .Input("num_parts: int64")
+    .Output("token: int64")
+    .SetIsStateful()
+    .SetShapeFn(si::ScalarShape)
+    .Doc("Step 1 of a two-step restore: read, check and parse (the part of) the checkpoint; "
+         "the table does not change. Returns a token for CommitRestore / DiscardRestore.");
+
+absl::Status read_part_args(OpKernelContext* c, std::string* basename, int64_t* part,
+                            int64_t* num_parts) {
+  TF_RETURN_IF_ERROR(check_basename(c->input(1), basename));
+  TF_RETURN_IF_ERROR(scalar_i64(c->input(2), "part", part));
+  return scalar_i64(c->input(3), "num_parts", num_parts);
+}
+
 template <bool kPart>
 class RestoreOp : public OpKernel {
  public:
@@ -401,17 +485,73 @@ class RestoreOp : public OpKernel {
     OP_REQUIRES_OK(c, lookup_resource(c, 0, &t));
     std::string basename;
     int64_t part = 0, num_parts = 1;
-    OP_REQUIRES_OK(c, check_basename(c->input(1), &basename));
     if (kPart) {
-      OP_REQUIRES_OK(c, scalar_i64(c->input(2), "part", &part));
-      OP_REQUIRES_OK(c, scalar_i64(c->input(3), "num_parts", &num_parts));
+      OP_REQUIRES_OK(c, read_part_args(c, &basename, &part, &num_parts));
+    } else {
+      OP_REQUIRES_OK(c, check_basename(c->input(1), &basename));
     }
-    OP_REQUIRES_OK(c, guarded([&] { restore_part(t->table(), basename, part, num_parts); }));
+    OP_REQUIRES_OK(c, guarded([&] {
+      t->table().commit_restore(stage_part(t->table(), basename, part, num_parts));
+    }));
     c->set_output(0, c->input(0));
   }
 };
 REGISTER_KERNEL_BUILDER(Name("MonolithHashTableRestore").Device(DEVICE_CPU), RestoreOp<false>);
 REGISTER_KERNEL_BUILDER(Name("HashlabHashTableRestorePart").Device(DEVICE_CPU), RestoreOp<true>);
+
+class StageRestoreOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+  void Compute(OpKernelContext* c) override {
+    RefCountPtr<TableResource> t;
+    OP_REQUIRES_OK(c, lookup_resource(c, 0, &t));
+    std::string basename;
+    int64_t part, num_parts;
+    OP_REQUIRES_OK(c, read_part_args(c, &basename, &part, &num_parts));
+    TableResource::Staged staged;
+    OP_REQUIRES_OK(c, guarded([&] { staged = stage_part(t->table(), basename, part, num_parts); }));
+    Tensor* out;
+    OP_REQUIRES_OK(c, c->allocate_output(0, TensorShape({}), &out));
+    out->scalar<int64_t>()() = t->keep_staged(std::move(staged));
+  }
+};
+REGISTER_KERNEL_BUILDER(Name("HashlabHashTableStageRestore").Device(DEVICE_CPU), StageRestoreOp);
+
+REGISTER_OP("HashlabHashTableCommitRestore")
+    .Input("handle: resource")
+    .Input("token: int64")
+    .Output("output_handle: resource")
+    .SetShapeFn(HandleOut)
+    .Doc("Step 2: replace the table's content with a staged restore.");
+
+REGISTER_OP("HashlabHashTableDiscardRestore")
+    .Input("handle: resource")
+    .Input("token: int64")
+    .Output("output_handle: resource")
+    .SetShapeFn(HandleOut)
+    .Doc("Drop a staged restore that will not be committed (another table failed to stage).");
+
+template <bool kCommit>
+class FinishRestoreOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+  void Compute(OpKernelContext* c) override {
+    RefCountPtr<TableResource> t;
+    OP_REQUIRES_OK(c, lookup_resource(c, 0, &t));
+    int64_t token;
+    OP_REQUIRES_OK(c, scalar_i64(c->input(1), "token", &token));
+    TableResource::Staged staged = t->take_staged(token);
+    OP_REQUIRES(c, staged != nullptr || !kCommit,
+                absl::InvalidArgumentError("token " + std::to_string(token) +
+                                           " names no staged restore of this table"));
+    if (kCommit) OP_REQUIRES_OK(c, guarded([&] { t->table().commit_restore(std::move(staged)); }));
+    c->set_output(0, c->input(0));
+  }
+};
+REGISTER_KERNEL_BUILDER(Name("HashlabHashTableCommitRestore").Device(DEVICE_CPU),
+                        FinishRestoreOp<true>);
+REGISTER_KERNEL_BUILDER(Name("HashlabHashTableDiscardRestore").Device(DEVICE_CPU),
+                        FinishRestoreOp<false>);
 
 REGISTER_OP("MonolithHashTableSaveAsTensor")
     .Input("table_handle: resource")

@@ -85,8 +85,9 @@ def _filled(engine, n=3000, seed=0):
 
 @pytest.mark.parametrize("ps", PS)
 def test_each_task_writes_its_own_shards(tmp_path, ps):
-    """Task i writes shards i, i+N, ... of an 8-shard save; together they are one table's
-    8-shard save, byte for byte."""
+    """Task i writes shards i, i+N, ... of an 8-shard save under temporary names; the commit
+    makes them one crash-safe set, byte for byte one table's 8-shard save (manifest too)."""
+    from engines.tfops.hash_table import commit_part_shards
     g = tf.Graph()
     with g.as_default():
         t = ShardedHashTable(CFG, (0.05,), ps_devices=cluster.ps_devices(ps), seed=11)
@@ -96,18 +97,25 @@ def test_each_task_writes_its_own_shards(tmp_path, ps):
         for i, (dev, tab) in enumerate(zip(t.ps_devices, t.tables)):
             assert tab.handle.device.endswith(f"/job:ps/task:{i}")
             with tf.device(dev):
-                per_task.append(tab.save_shards(str(tmp_path / "s"), 8, i, ps))
+                per_task.append(tab.write_part_shards(str(tmp_path / "s"), 8, i, ps))
+        lines = tf.compat.v1.placeholder(tf.string, [None])
+        commit = commit_part_shards(str(tmp_path / "s"), 8, lines)
     c = cluster.local_cluster(ps)
     with c.session(ps, g) as sess:
         written = sess.run(per_task)
-    for i, paths in enumerate(written):
-        assert [os.path.basename(p.decode()) for p in paths] == \
-            [f"s-{s:05d}-of-00008" for s in range(i, 8, ps)]
+        for i, task_lines in enumerate(written):
+            assert [int(x.split()[0]) for x in task_lines] == list(range(i, 8, ps))
+        assert not [n for n in os.listdir(tmp_path) if not n.startswith(".")]  # nothing yet
+        paths = sess.run(commit, {lines: np.concatenate(written)})
+    assert [os.path.basename(p.decode()) for p in paths] == [f"s-{s:05d}-of-00008"
+                                                             for s in range(8)]
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [f"s-{s:05d}-of-00008" for s in range(8)] + ["s.manifest"])       # no leftovers
     one = engines.get("native-cpu", threads=1).create_table(CFG, learning_rates=(0.05,), seed=11)
     one.assign(ids, np.ones((500, 3), np.float32), req_time=3)
-    want = one.save(str(tmp_path / "one"), nshards=8)
-    got = sorted(p.decode() for paths in written for p in paths)
-    assert [open(p, "rb").read() for p in got] == [open(p, "rb").read() for p in want]
+    want = one.save(str(tmp_path / "one" / "s"), nshards=8)
+    assert [open(p, "rb").read() for p in paths] == [open(p, "rb").read() for p in want]
+    assert open(tmp_path / "s.manifest").read() == open(tmp_path / "one" / "s.manifest").read()
 
 
 @pytest.mark.parametrize("ps", (2, 4))
