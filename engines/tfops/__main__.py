@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -11,6 +12,7 @@ def main(argv=None) -> int:
     parser.add_argument("command", choices=["build", "path"])
     parser.add_argument("--force", action="store_true", help="rebuild even when cached")
     args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from engines.tfops import build
     if args.command == "path":
         print(build.library_path())
