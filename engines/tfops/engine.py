@@ -167,11 +167,8 @@ class TfNativeEngine(api.Engine):
 
     @classmethod
     def probe(cls) -> None:
-        try:
-            import tensorflow  # noqa: F401
-        except ImportError as exc:
-            raise api.EngineUnavailable(f"tensorflow is not installed: {exc} (install the "
-                                        f"project's `tf` extra)") from exc
+        from engines.reference.tf_engine import TensorFlowEngine
+        TensorFlowEngine.probe()            # TensorFlow is importable
         from engines.tfops import build
         try:
             if not build.library_path().exists():

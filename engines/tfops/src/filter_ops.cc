@@ -12,16 +12,6 @@
 namespace hashlab_tf {
 namespace {
 
-using tensorflow::DEVICE_CPU;
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
-using tensorflow::core::RefCountPtr;
-using tensorflow::shape_inference::InferenceContext;
-namespace si = tensorflow::shape_inference;
-
 constexpr int64_t kSlots = int64_t{1} << 15;
 
 // Occurrence thresholds per fid-v2 slot: a default plus (slot, threshold) pairs.

@@ -11,15 +11,6 @@
 namespace hashlab_tf {
 namespace {
 
-using tensorflow::DEVICE_CPU;
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
-using tensorflow::core::RefCountPtr;
-using tensorflow::shape_inference::InferenceContext;
-
 struct Layout {
   std::vector<int32_t> id_offsets, emb_offsets, emb_splits;  // K*N+1, K*N+1, N
 };
@@ -196,13 +187,7 @@ class FusedOptimizeOp : public OpKernel {
     for (int64_t t = 0; t < k_; ++t)
       lr_start[t + 1] = lr_start[t] +
                         static_cast<int64_t>(tables[t]->table().config().segments.size());
-    OP_REQUIRES(c, lrs.dims() == 1 && lrs.NumElements() == lr_start[k_],
-                absl::InvalidArgumentError("learning_rates must have one value per segment (" +
-                                           std::to_string(lr_start[k_]) + "), got shape " +
-                                           lrs.shape().DebugString()));
-    for (int64_t i = 0; i < lrs.NumElements(); ++i)
-      OP_REQUIRES(c, std::isfinite(lrs.flat<float>()(i)),
-                  absl::InvalidArgumentError("learning_rates must be finite"));
+    OP_REQUIRES_OK(c, check_learning_rates(lrs, lr_start[k_], "learning_rates"));
     OP_REQUIRES_OK(c, scalar_i64(c->input(k_ + 7), "req_time", &req_time));
     OP_REQUIRES_OK(c, scalar_i64(c->input(k_ + 8), "global_step", &global_step));
     const int64_t* id = ids.flat<int64_t>().data();

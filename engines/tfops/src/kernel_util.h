@@ -7,9 +7,22 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor.h"
 
 namespace hashlab_tf {
+
+// The TensorFlow names every kernel file uses.
+using tensorflow::DEVICE_CPU;
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::OpKernelContext;
+using tensorflow::Tensor;
+using tensorflow::TensorShape;
+using tensorflow::core::RefCountPtr;
+using tensorflow::shape_inference::InferenceContext;
+namespace si = tensorflow::shape_inference;
 
 inline absl::Status check_ids(const tensorflow::Tensor& t, const char* name = "ids") {
   if (t.dims() != 1)
@@ -48,6 +61,19 @@ inline absl::Status check_flat(const tensorflow::Tensor& t, int64_t size, const 
       return absl::InvalidArgumentError(std::string(name) +
                                         " contains a non-finite value (NaN or Inf) at element " +
                                         std::to_string(i) + "; values and gradients must be finite");
+  return absl::OkStatus();
+}
+
+// One finite learning rate per segment (`count`), as a 1-D float tensor.
+inline absl::Status check_learning_rates(const tensorflow::Tensor& t, int64_t count,
+                                         const char* name) {
+  if (t.dims() != 1 || t.NumElements() != count)
+    return absl::InvalidArgumentError(std::string(name) + " must have one value per segment (" +
+                                      std::to_string(count) + "), got shape " +
+                                      t.shape().DebugString());
+  for (int64_t i = 0; i < count; ++i)
+    if (!std::isfinite(t.flat<float>()(i)))
+      return absl::InvalidArgumentError(std::string(name) + " must be finite");
   return absl::OkStatus();
 }
 

@@ -17,16 +17,6 @@
 namespace hashlab_tf {
 namespace {
 
-using tensorflow::DEVICE_CPU;
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
-using tensorflow::core::RefCountPtr;
-using tensorflow::shape_inference::InferenceContext;
-namespace si = tensorflow::shape_inference;
-
 // ---- create ---------------------------------------------------------------------------------
 
 REGISTER_OP("MonolithHashTable")
@@ -150,12 +140,9 @@ class OptimizeOp : public OpKernel {
     int64_t req_time, global_step;
     OP_REQUIRES_OK(c, check_ids(ids));
     OP_REQUIRES_OK(c, check_rows(grads, ids.dim_size(0), t->table().dim(), "grads"));
-    OP_REQUIRES(c, lrs.dims() == 1,
-                absl::InvalidArgumentError("learning_rate_tensor must be 1-D (one rate per "
-                                           "segment), got shape " + lrs.shape().DebugString()));
-    for (int64_t i = 0; i < lrs.NumElements(); ++i)
-      OP_REQUIRES(c, std::isfinite(lrs.flat<float>()(i)),
-                  absl::InvalidArgumentError("learning_rate_tensor must be finite"));
+    OP_REQUIRES_OK(c, check_learning_rates(
+                          lrs, static_cast<int64_t>(t->table().config().segments.size()),
+                          "learning_rates"));
     OP_REQUIRES_OK(c, scalar_i64(c->input(4), "req_time", &req_time));
     OP_REQUIRES_OK(c, scalar_i64(c->input(5), "global_step", &global_step));
     OP_REQUIRES_OK(c, guarded([&] {
