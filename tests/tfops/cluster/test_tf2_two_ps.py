@@ -23,19 +23,22 @@ def ps_devices():
 
 
 def test_training_step_on_two_ps_tasks(ps_devices):
+    """The issue's example: `table = ...(config)`, `emb = table.lookup(ids)` in a tf.function,
+    `table = table.apply_gradients(ids, grads)` in the step; a lookup through the returned
+    table sees the update (the control dependency orders it)."""
     table = ShardedHashTable(CFG, (0.05,), ps_devices=ps_devices, seed=1)
     local = HashTable(CFG, (0.05,), seed=1)
 
-    def make_step(t):
+    def make_step(table):
         @tf.function
         def step(ids, target):
             with tf.GradientTape() as tape:
-                emb = t.lookup(ids)
+                emb = table.lookup(ids)
                 tape.watch(emb)
                 loss = 0.5 * tf.reduce_sum(tf.square(emb - target))
             grads = tape.gradient(loss, emb)
-            t.apply_gradients(ids, grads, enable_dedup=True, req_time=9)
-            return emb, loss
+            updated = table.apply_gradients(ids, grads, enable_dedup=True, req_time=9)
+            return emb, loss, updated.lookup(ids)
         return step
 
     remote_step, local_step = make_step(table), make_step(local)
@@ -45,10 +48,12 @@ def test_training_step_on_two_ps_tasks(ps_devices):
         ids = tf.constant(rng.integers(0, 50, 64), tf.int64)
         seen.extend(ids.numpy().tolist())
         target = tf.constant(rng.standard_normal((64, 4)), tf.float32)
-        emb_r, loss_r = remote_step(ids, target)
-        emb_l, loss_l = local_step(ids, target)
+        emb_r, loss_r, after_r = remote_step(ids, target)
+        emb_l, loss_l, after_l = local_step(ids, target)
         np.testing.assert_array_equal(emb_r.numpy(), emb_l.numpy())
         assert float(loss_r) == float(loss_l)
+        np.testing.assert_array_equal(after_r.numpy(), after_l.numpy())
+        assert not np.array_equal(after_r.numpy(), emb_r.numpy())     # the update happened
     probe = tf.range(50, dtype=tf.int64)
     assert int(table.size()) == int(local.size())
     assert table.lookup_entry(probe).numpy().tolist() == local.lookup_entry(probe).numpy().tolist()
