@@ -14,12 +14,24 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-
-import numpy as np
+import re
 
 from engines import api
 from engines import validation as _v
 from engines.native.common import NativeTable, int64_arg
+
+
+# What TensorFlow wraps around a kernel's message: the function node and op (eager); the
+# definition trace, the node and the task it ran on (sessions).
+_TF_DECORATION = re.compile(r"^\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$|"
+                            r"\s*\[\[\{\{node .*$", re.DOTALL)
+_TF_PREAMBLE = re.compile(r"^Graph execution error:.*(?:From /job:[^\n]*:|Node: '[^']*')\n",
+                          re.DOTALL)
+
+
+def kernel_message(exc) -> str:
+    """A kernel's own error message, without TensorFlow's decorations."""
+    return _TF_DECORATION.sub("", _TF_PREAMBLE.sub("", exc.message)).strip()
 
 
 def _errors_as_engine_errors(fn):
@@ -31,17 +43,17 @@ def _errors_as_engine_errors(fn):
         try:
             return fn(*args, **kwargs)
         except tf.errors.InvalidArgumentError as exc:
-            raise ValueError(exc.message) from None
+            raise ValueError(kernel_message(exc)) from None
         except tf.errors.DataLossError as exc:
-            raise api.CheckpointError(exc.message) from None
+            raise api.CheckpointError(kernel_message(exc)) from None
         except tf.errors.ResourceExhaustedError as exc:
-            if exc.message.startswith("out of memory"):
-                raise MemoryError(exc.message) from None
-            raise OSError(exc.message) from None
+            if kernel_message(exc).startswith("out of memory"):
+                raise MemoryError(kernel_message(exc)) from None
+            raise OSError(kernel_message(exc)) from None
         except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
                 tf.errors.AlreadyExistsError, tf.errors.FailedPreconditionError,
                 tf.errors.OutOfRangeError, tf.errors.UnknownError) as exc:
-            raise OSError(exc.message) from None
+            raise OSError(kernel_message(exc)) from None
     return wrapped
 
 

@@ -45,10 +45,13 @@ _eager_counter = itertools.count()
 
 
 class _ResourceDeleter:
-    """Destroys an eager resource when the last table copy holding this object goes away."""
+    """Destroys eager resources when the last table copy holding this object goes away."""
 
     def __init__(self, *handles):
         self._handles = handles
+
+    def own(self, *handles) -> None:
+        self._handles += handles
 
     def __del__(self):
         for h in self._handles:
@@ -169,15 +172,13 @@ class HashTable:
                 threads=int(threads), shared_name=self._init_table_name,
                 name=None if eager else self._init_table_name)
         if eager:
-            owned = (self._table,) if hash_filter else (self._table, filter_handle)
-            self._deleter._handles = owned
+            self._deleter.own(self._table, *(() if hash_filter else (filter_handle,)))
             self._learning_rate_tensor = None
         else:   # what to_proto names (apply_gradients evaluates rates at its own step)
             step = tf.compat.v1.train.get_global_step()
             self._learning_rate_tensor = learning_rate_tensor(
                 learning_rates, tf.constant(0, tf.int64) if step is None else
                 tf.cast(step, tf.int64))
-        if not eager:
             tf_ops.get_collection_ref(HASH_TABLE_GRAPH_KEY).append(self)
 
     def _init_from_proto(self, proto, import_scope):

@@ -386,3 +386,16 @@ def test_kernels_reject_bad_arguments_and_leave_the_table(call, match):
         call(t)
     assert int(t.size()) == 1
     np.testing.assert_array_equal(t.lookup([9]).numpy(), [[1, 1]])
+
+
+def test_engine_errors_carry_the_kernels_own_message(graph):
+    """TensorFlow's decorations (function node, op, definition trace) are stripped, so tf-native
+    raises native-cpu's messages."""
+    from engines.tfops.engine import kernel_message
+    t = HashTable(monolith_config(2), (1.0,))
+    op = t.assign([1], [[1.0, 2.0]], req_time=2**32).as_op()
+    with tf.compat.v1.Session() as sess:
+        with pytest.raises(tf.errors.InvalidArgumentError) as info:
+            sess.run(op)
+    assert kernel_message(info.value).startswith("req_time must be in [0, 4294967295]")
+    assert kernel_message(info.value).endswith("got 4294967296")

@@ -170,8 +170,10 @@ def test_sharded_save_needs_a_multiple_of_the_tasks(tmp_path):
     t = sharded(2).create_table(CFG)
     with pytest.raises(ValueError, match="multiple of the 2 ps tasks"):
         t.save(str(tmp_path / "x"), nshards=3)
-    with pytest.raises(engines.CheckpointError, match="no checkpoint files"):
+    with pytest.raises(engines.CheckpointError, match="^no checkpoint files for .*missing$"):
         t.restore(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="^values contains a non-finite value"):
+        t.assign([1], np.full((1, 3), np.nan, np.float32))
 
 
 def test_sharded_engine_runs_the_fused_ops(numpy_engine):
