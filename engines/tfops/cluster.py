@@ -62,8 +62,8 @@ class LocalCluster:
         ping(self.servers[0].target, self.cluster_spec(num_ps), timeout_s)
 
     def connect(self, num_ps: int) -> list[str]:
-        """Connect this process's eager context to ps tasks 0..num_ps-1 (once per process);
-        returns their device names."""
+        """Connect this process's eager context to ps tasks 0..num_ps-1 (once per process,
+        before any eager table exists: connecting resets the context); returns the devices."""
         import tensorflow as tf
         self.grow(num_ps)
         with self._lock:
@@ -73,6 +73,13 @@ class LocalCluster:
                     f"TensorFlow cannot reconnect it to {num_ps} reliably (one cluster per "
                     f"process: run this in a new process)")
             if not self._connected:
+                from engines.tfops.hash_table import live_eager_tables
+                live = live_eager_tables()
+                if live:
+                    raise ClusterError(
+                        f"connect to the cluster before creating tables: connecting resets "
+                        f"the eager context, which would drop the resources of "
+                        f"{len(live)} live table(s) ({', '.join(sorted(live)[:3])})")
                 tf.config.experimental_connect_to_cluster(self.cluster_spec(num_ps))
                 self._connected = num_ps
         return ps_devices(num_ps)

@@ -97,6 +97,12 @@ def _reserve_name(name: str | None, deleter) -> str:
         return name
 
 
+def live_eager_tables() -> list[str]:
+    """Names of the eager tables alive in this process."""
+    with _names_lock:
+        return list(_eager_names.keys())
+
+
 def default_learning_rates(spec) -> tuple:
     """Monolith's per-segment default: the optimizer config's learning_rate, ramped up from 0
     over warmup_steps when those are set (engines.lr.warmup_learning_rate)."""
