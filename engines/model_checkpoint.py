@@ -25,6 +25,23 @@ def table_prefix(name: str) -> str:
     return name.replace(":", "-").replace("/", "-")
 
 
+def asset_dir_of(ckpt_prefix: str) -> str:
+    """The asset folder of a checkpoint prefix (`model_dir/model.ckpt-<step>`)."""
+    return ckpt_prefix + ".assets"
+
+
+def restore_basename(asset_dir: str, name: str, extra_restore_names=()) -> str:
+    """The saved files of table `name` in asset_dir: under its own prefix, else the first of
+    its extra_restore_names that has shard files (a renamed table reads its old checkpoint)."""
+    for candidate in (name,) + tuple(extra_restore_names):
+        basename = os.path.join(asset_dir, table_prefix(candidate))
+        if glob.glob(glob.escape(basename) + "-[0-9][0-9][0-9][0-9][0-9]-of-*"):
+            return basename
+    raise CheckpointError(f"Unable to find table checkpoint in {asset_dir} for table "
+                          f"{name!r} (also tried {list(extra_restore_names)}). "
+                          f"Maybe the model structure has been changed.")
+
+
 @dataclasses.dataclass
 class _Entry:
     name: str
@@ -78,7 +95,7 @@ class CheckpointManager:
         return os.path.join(self.model_dir, f"{self.basename}-{int(step)}")
 
     def asset_dir(self, step: int) -> str:
-        return self.ckpt_prefix(step) + ".assets"
+        return asset_dir_of(self.ckpt_prefix(step))
 
     def steps(self) -> list[int]:
         """Checkpoint steps listed in the state file, oldest first."""
@@ -126,22 +143,13 @@ class CheckpointManager:
         asset_dir = self.asset_dir(step)
         if not os.path.isdir(asset_dir):
             raise CheckpointError(f"checkpoint assets {asset_dir} do not exist")
-        plan = [(entry, self._find_prefix(asset_dir, entry)) for entry in self._tables.values()]
+        plan = [(entry, restore_basename(asset_dir, entry.name, entry.extra_restore_names))
+                for entry in self._tables.values()]
         for entry, basename in plan:
             entry.table.restore(basename)
         for i, f in enumerate(self._filters):
             f.restore(os.path.join(asset_dir, f"hash_filter_{i}"))
         return step
-
-    @staticmethod
-    def _find_prefix(asset_dir: str, entry: _Entry) -> str:
-        for name in (entry.name,) + entry.extra_restore_names:
-            basename = os.path.join(asset_dir, table_prefix(name))
-            if glob.glob(glob.escape(basename) + "-[0-9][0-9][0-9][0-9][0-9]-of-*"):
-                return basename
-        raise CheckpointError(f"Unable to find table checkpoint in {asset_dir} for table "
-                              f"{entry.name!r} (also tried {list(entry.extra_restore_names)}). "
-                              f"Maybe the model structure has been changed.")
 
     # ---- metadata ----------------------------------------------------------------------
     def to_proto(self, name: str) -> hash_table_ops_pb2.HashTableProto:

@@ -27,3 +27,7 @@ def ids(*values) -> np.ndarray:
 def rows(*values, dim=None) -> np.ndarray:
     arr = np.array(values, dtype=np.float32)
     return arr.reshape(len(values), -1) if dim is None else arr.reshape(-1, dim)
+
+
+# Set for the child processes that run tests/tfops/cluster/ (one in-process cluster each).
+TFOPS_CLUSTER_ENV = "HASHLAB_TFOPS_CLUSTER_CHILD"

@@ -15,7 +15,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from lab.report import charts
+from lab.report import charts, ps_chart
 from lab.report.history import load_asv_history
 from lab.report.tables import escape, html_table, inline, markdown
 
@@ -26,6 +26,7 @@ FIXED_CHARTS = (
     ("thread_scaling.png", "Thread scaling"),
     ("batch_scaling.png", "Batch-size scaling"),
     ("history.png", "History across commits (asv)"),
+    ("ps_scaling.png", "Scaling over parameter-server tasks"),
 )
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222;
@@ -235,6 +236,7 @@ def write_report(result, out_dir: str, asv_results: str = ".asv/results",
         "thread_scaling.png": lambda p: charts.thread_scaling(perf, p, machine, load),
         "batch_scaling.png": lambda p: charts.batch_scaling(perf, p),
         "history.png": lambda p: charts.history(hist, p),
+        "ps_scaling.png": lambda p: ps_chart.ps_scaling(perf, p),
     }
     images, notes = [], {}
     for name, _ in FIXED_CHARTS:
@@ -315,6 +317,12 @@ def _sections(result, summary, perf, hist, images, notes, families, oracle,
          + [("image", name) for _, name in families]
          + [("note", f"{n}: {why}") for n, why in notes.items() if n.startswith("family_")]
          + [("tall", perf_view(perf))]),
+        ("Sharded tables (TensorFlow's distributed runtime)",
+         ["The sharded_* scenarios on an in-process cluster on loopback: ps = parameter-server "
+          "tasks, 0 = no cluster. Engines that cannot shard run one local table. The last "
+          "column is the RPC hop: time at ps=1 over time at ps=0. On a small shared machine "
+          "this measures overhead, not scaling (docs/tfops.md)."],
+         [img("ps_scaling.png"), ("table", ps_chart.rpc_hop_table(perf))]),
         ("TensorFlow optimizer oracle",
          ["TF's own training kernels against the reference's optimizer math "
           "(`engines.reference.tf_oracle`)."],

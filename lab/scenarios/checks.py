@@ -17,6 +17,7 @@ LIMITS = {
     "prefill": 20_000_000,
     "prefill_floats": 500_000_000,   # prefill x the tables' summed dims (2 GB of float32)
     "threads": 256,
+    "ps": 64,                        # parameter-server tasks of a sharded scenario
     "tables": 64,
     "ops": 256,
     "variants": 256,                 # product of the sweep lists

@@ -128,9 +128,12 @@ class ScenarioExecution:
         if tdef.hash_filter is not None:
             hf = self.engine.create_hash_filter(**dict(tdef.hash_filter))
             self.filters[tdef.name] = hf
-        return self.engine.create_table(tdef.build_config(), learning_rates=tdef.learning_rates,
-                                        hash_filter=hf, seed=tdef.seed,
-                                        monolith_quirks=tdef.monolith_quirks)
+        kwargs = dict(learning_rates=tdef.learning_rates, hash_filter=hf, seed=tdef.seed,
+                      monolith_quirks=tdef.monolith_quirks)
+        if self.scenario.ps and hasattr(self.engine, "create_sharded_table"):
+            return self.engine.create_sharded_table(tdef.build_config(), ps=self.scenario.ps,
+                                                    **kwargs)
+        return self.engine.create_table(tdef.build_config(), **kwargs)
 
     def setup(self) -> None:
         sc = self.scenario

@@ -40,7 +40,7 @@ ID_KINDS = ("uniform", "zipf", "monolith_dup")
 VALUE_KINDS = ("random", "ones", "zeros")
 GRAD_KINDS = ("random", "ones", "from_lookup")
 # Sweep keys: top-level scalar fields, or table-config keys applied to every table.
-SCALAR_SWEEP_KEYS = ("batch_size", "threads", "dedup", "prefill", "steps")
+SCALAR_SWEEP_KEYS = ("batch_size", "threads", "dedup", "prefill", "steps", "ps")
 CONFIG_SWEEP_KEYS = ("dim", "optimizer")
 
 
@@ -219,6 +219,10 @@ class Scenario:
     warmup: int = 1              # extra untimed iterations before timing
     seed: int = 0
     seconds_per_step: int = 1    # the clock: writes of step s default to req_time = s * this
+    # Parameter-server tasks: > 0 shards every table over that many tasks of an in-process
+    # cluster on engines that can (create_sharded_table: tf-native); others run one local
+    # table, the single-process baseline next to them. 0: local tables everywhere.
+    ps: int = 0
     sweep: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
     quick: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     tags: tuple = ()
@@ -246,7 +250,8 @@ class Scenario:
                 if ref not in names:
                     raise ScenarioError(f"{self.name}: op {op.op} names unknown table {ref!r}")
         for field, low in (("batch_size", 1), ("threads", 1), ("steps", 1), ("prefill", 0),
-                           ("warmup", 0), ("seconds_per_step", 0), ("seed", 0)):
+                           ("warmup", 0), ("seconds_per_step", 0), ("seed", 0),
+                           ("ps", 0)):
             C.integer(getattr(self, field), f"{self.name}.{field}", low, LIMITS.get(field))
         C.boolean(self.dedup, f"{self.name}.dedup")
         self._check_work()
