@@ -53,9 +53,9 @@ class Table {
   // Restore in two steps (a model restores many tables all-or-nothing): stage reads and parses
   // everything without touching the table; commit replaces the content (fails only on
   // out-of-memory, and then leaves the table as it was).
-  struct Restored {  // a complete new content: fresh partitions and their max timestamp
-    std::vector<std::unique_ptr<Partition>> parts;
-    int64_t max_ts = 0;
+  struct Restored {  // a parsed checkpoint, grouped by partition, waiting for its commit
+    Staged records;
+    PartitionedBatch by_partition;  // ids and hashes of the records, grouped by partition
   };
   std::unique_ptr<Restored> stage_restore(const std::string& basename) const;
   void commit_restore(std::unique_ptr<Restored> content);

@@ -37,24 +37,35 @@ Blobs Table::save_as_tensor(int64_t shard_idx, int64_t num_shards, int64_t limit
                                         new_offset);
 }
 
-// The new content is built beside the live one (fresh partitions, sized exactly), so the
-// commit is a swap that cannot fail, and a table being restored stays readable until then.
-// The price: old and new content are both in memory for a moment.
+// Stage parses and checks everything and groups the records by partition, without the lock.
+// Commit reuses the table's own memory (a restore into a table of the same size allocates
+// nothing new: fresh gigabytes would stall in page faults and huge-page compaction): it
+// reserves room first, so an out-of-memory error leaves the table as it was, then clears and
+// fills the partitions in place.
 std::unique_ptr<Table::Restored> Table::stage_restore(const std::string& basename) const {
-  const Staged st = ShardCodec(cfg_, *pool_).read(basename);  // ids are unique
+  auto out = std::make_unique<Restored>();
+  out->records = ShardCodec(cfg_, *pool_).read(basename);  // ids are unique
+  build_batch(*pool_, out->records.ids.data(), nullptr, out->records.size(), 0, "",
+              kPartitions, Partition::hash_of, part_of, &out->by_partition);
+  return out;
+}
+
+void Table::commit_restore(std::unique_ptr<Restored> content) {
+  const Staged& st = content->records;
+  const PartitionedBatch& b = content->by_partition;
   const int64_t D = cfg_.dim, W = cfg_.state_words, stride = D + W;
   const int64_t n = st.size();
-  PartitionedBatch b;  // the records grouped by partition
-  build_batch(*pool_, st.ids.data(), nullptr, n, 0, "", kPartitions, Partition::hash_of,
-              part_of, &b);
-  auto out = std::make_unique<Restored>();
-  for (int p = 0; p < kPartitions; ++p) out->parts.push_back(std::make_unique<Partition>(row_words_));
-  pool_->for_chunks(kPartitions, n < kMinParallel ? kPartitions : 1,
-                    [&](int64_t p0, int64_t p1, int) {
+  const int64_t grain = n < kMinParallel ? kPartitions : 1;
+  std::unique_lock<std::shared_mutex> lk(mu_);
+  pool_->for_chunks(kPartitions, grain, [&](int64_t p0, int64_t p1, int) {
+    for (int64_t p = p0; p < p1; ++p)
+      parts_[p]->reserve_total(b.part_start[p + 1] - b.part_start[p]);
+  });
+  pool_->for_chunks(kPartitions, grain, [&](int64_t p0, int64_t p1, int) {
     for (int64_t p = p0; p < p1; ++p) {
-      Partition& part = *out->parts[p];
+      Partition& part = *parts_[p];
+      part.clear();
       const int64_t s = b.part_start[p], e = b.part_start[p + 1];
-      part.reserve(e - s);
       for (int64_t k = s; k < e; ++k) {
         if (k + 16 < e) part.prefetch(b.hashes[k + 16]);
         const int64_t i = b.order[k], id = b.ids[k];
@@ -69,14 +80,7 @@ std::unique_ptr<Table::Restored> Table::stage_restore(const std::string& basenam
       }
     }
   });
-  for (int64_t i = 0; i < n; ++i) out->max_ts = std::max(out->max_ts, st.ts[i]);
-  return out;
-}
-
-void Table::commit_restore(std::unique_ptr<Restored> content) {
-  std::unique_lock<std::shared_mutex> lk(mu_);
-  parts_.swap(content->parts);
-  max_ts_ = std::max(max_ts_, content->max_ts);
+  for (int64_t i = 0; i < n; ++i) max_ts_ = std::max(max_ts_, st.ts[i]);
 }
 
 }  // namespace hashlab
