@@ -1,14 +1,25 @@
-"""Quick throughput check of the native CPU engine, as ratios inside one run (medians of 5).
+"""The native CPU engine's figures, each a same-run ratio against its baseline.
 
-    python -m engines.native.bench_quick [--entries 4000000] [--batch 1000000] [--dir /tmp]
+    python -P -m engines.native.bench_quick [--entries 4000000] [--batch 1000000] [--pairs 7]
+                                            [--busy] [--dir DIR] [--json OUT]
 
-Baselines: a dense numpy `take` of the same number of rows from a [entries, 32] f32 array, the
-numpy reference engine, and ndarray.tofile / np.fromfile of the same payload bytes.
+Every figure alternates the engine op with its baseline (engine, baseline, engine, baseline,
+...), so both see the same machine at the same moments; each pair gives one ratio, and the
+figure is the median ratio with its min..max over the pairs. Ratios are oriented so that
+higher is better for the engine, except latency (engine time / baseline time, lower is
+better). `--busy` starts a second process that keeps one core busy for the whole run, to check
+that conclusions survive a loaded machine.
+
+Baselines: a dense numpy `take` of the same number of rows from a dense float32 [entries, dim]
+array (lookup, insert, updates), the numpy reference engine (updates), writing + fsyncing the
+checkpoint's own bytes (save) and reading them back (restore).
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import json
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -23,9 +34,8 @@ import engines
 
 DIM = 32
 
-
-# Run in a fresh interpreter: RSS growth while a 4M-entry Adagrad table is built from ids that
-# are generated before the baseline reading.
+# Run in a fresh interpreter: RSS growth while a table of n Adagrad entries is built from ids
+# generated before the baseline reading.
 _MEMORY_PROBE = """
 import os, sys, numpy as np, engines
 n, threads = int(sys.argv[1]), int(sys.argv[2])
@@ -44,19 +54,51 @@ print(rss() - before, t.memory_bytes())
 """
 
 
-def median_time(fn, runs=5, setup=None):
-    times = []
-    for _ in range(runs):
-        state = setup() if setup else None
-        t0 = time.perf_counter()
-        fn(state) if setup else fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def _timed(fn, setup=None) -> float:
+    state = setup() if setup else None
+    t0 = time.perf_counter()
+    fn(state) if setup else fn()
+    return time.perf_counter() - t0
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def paired(engine_fn, base_fn, pairs, engine_setup=None, base_setup=None, warmup=1):
+    """Per-pair (engine seconds, baseline seconds), the two interleaved."""
+    for _ in range(warmup):
+        _timed(engine_fn, engine_setup)
+        _timed(base_fn, base_setup)
+    out = []
+    for k in range(pairs):
+        if k % 2:   # alternate which side goes first
+            b = _timed(base_fn, base_setup)
+            e = _timed(engine_fn, engine_setup)
+        else:
+            e = _timed(engine_fn, engine_setup)
+            b = _timed(base_fn, base_setup)
+        out.append((e, b))
+    return out
+
+
+class Report:
+    def __init__(self):
+        self.rows = []
+
+    def figure(self, name, samples, target=None, lower_is_better=False, unit="x", note=""):
+        """samples: (engine s, baseline s) pairs; the ratio is baseline/engine (throughput
+        ratio) or engine/baseline when lower_is_better (latency ratio)."""
+        ratios = [(e / b) if lower_is_better else (b / e) for e, b in samples]
+        med = statistics.median(ratios)
+        ok = None
+        if target is not None:
+            ok = med <= target if lower_is_better else med >= target
+        self.rows.append({"figure": name, "median": med, "min": min(ratios), "max": max(ratios),
+                          "pairs": len(ratios), "target": target,
+                          "direction": "lower" if lower_is_better else "higher",
+                          "met": ok, "note": note})
+        tgt = "" if target is None else f"  target {'<=' if lower_is_better else '>='} {target}"
+        mark = "" if ok is None else ("  OK" if ok else "  MISS")
+        print(f"{name:<62} {med:7.3f}{unit} [{min(ratios):.3f}..{max(ratios):.3f}]{tgt}{mark}"
+              f"{'  ' + note if note else ''}", flush=True)
+        return med
 
 
 def unique_ids(rng, n):
@@ -65,126 +107,163 @@ def unique_ids(rng, n):
     return ids[:n]
 
 
-def line(name, value, target=None, unit="x"):
-    mark = "" if target is None else ("  OK" if value >= target else "  MISS")
-    tgt = "" if target is None else f"  (target >= {target}{unit})"
-    print(f"{name:<58} {value:8.3f}{unit}{tgt}{mark}", flush=True)
+def _spin(stop_at):
+    x = 0
+    while time.time() < stop_at:
+        x += 1
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--entries", type=int, default=4_000_000)
     ap.add_argument("--batch", type=int, default=1_000_000)
-    ap.add_argument("--dir", default=None, help="where save/restore writes (default: tmp)")
+    ap.add_argument("--pairs", type=int, default=7, help="interleaved pairs per figure (>= 5)")
+    ap.add_argument("--dir", default=None, help="where save/restore write (default: tmp)")
+    ap.add_argument("--busy", action="store_true", help="keep one core busy meanwhile")
     ap.add_argument("--skip-numpy-engine", action="store_true")
+    ap.add_argument("--only", default="", help="comma list: lookup,threads,latency,insert,"
+                                               "adagrad,memory,checkpoint")
+    ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args(argv)
-    n, b = args.entries, args.batch
+    only = set(filter(None, args.only.split(",")))
+    want = (lambda k: not only or k in only)
+    n, b, P = args.entries, args.batch, args.pairs
+    busy = None
+    if args.busy:
+        busy = multiprocessing.get_context("spawn").Process(
+            target=_spin, args=(time.time() + 24 * 3600,), daemon=True)
+        busy.start()
+    rep = Report()
     rng = np.random.default_rng(0)
     keys = unique_ids(rng, n)
     dense = rng.random((n, DIM), dtype=np.float32)
     rows_idx = rng.integers(0, n, b)
     batch = keys[rows_idx]
-    print(f"entries={n} batch={b} dim={DIM} cpus={os.cpu_count()}")
-
-    t_take = median_time(lambda: dense.take(rows_idx, axis=0))
-    print(f"dense take: {b / t_take / 1e6:.1f} M rows/s")
-
-    # ---- lookup, 1 and 2 threads ----
+    load0 = os.getloadavg()[0]
+    print(f"entries={n} batch={b} dim={DIM} cpus={os.cpu_count()} pairs={P} busy={args.busy} "
+          f"load={load0:.2f}", flush=True)
+    take = lambda: dense.take(rows_idx, axis=0)  # noqa: E731
     e1 = engines.get("native-cpu", threads=1)
     e2 = engines.get("native-cpu", threads=2)
     cfg = engines.table_config(dim=DIM, optimizer="sgd")
-    t1 = e1.create_table(cfg)
-    t1.assign(keys, dense)
-    t2 = e2.create_table(cfg)
-    t2.assign(keys, dense)
-    assert np.array_equal(t1.lookup(batch), dense[rows_idx])
-    lk1 = median_time(lambda: t1.lookup(batch))
-    lk2 = median_time(lambda: t2.lookup(batch))
-    print(f"native lookup: {b / lk1 / 1e6:.1f} M ids/s (1 thread), {b / lk2 / 1e6:.1f} (2)")
-    line("lookup 1 thread / dense take", t_take / lk1, 0.5)
-    line("lookup 2 threads / 1 thread", lk1 / lk2, 1.6)
-    del t1, t2
-    gc.collect()
 
-    # ---- insert: assign_add of n new ids into an empty table ----
-    perm = rng.permutation(n)
-    t_take_n = median_time(lambda: dense.take(perm, axis=0), runs=3)
-    for e, label in ((e1, "1 thread"), (e2, "2 threads")):
-        ins = median_time(lambda t: t.assign_add(keys, dense),
-                          setup=lambda: e.create_table(cfg))
-        print(f"native insert ({label}): {n / ins / 1e6:.2f} M ids/s")
-        line(f"insert {label} / dense take of {n} rows", t_take_n / ins, 0.25)
-    gc.collect()
+    if want("lookup") or want("threads") or want("latency"):
+        t1 = e1.create_table(cfg)
+        t1.assign(keys, dense)
+        t2 = e2.create_table(cfg)
+        t2.assign(keys, dense)
+        assert np.array_equal(t1.lookup(batch), dense[rows_idx])
+        if want("lookup"):
+            rep.figure(f"lookup 1 thread vs dense take ({n} x {DIM}, batch {b})",
+                       paired(lambda: t1.lookup(batch), take, P), 0.9)
+        if want("threads"):
+            for m in (256, 1_000, 10_000, 100_000, b):
+                ids_m = batch[:m]
+                rep.figure(f"lookup 2 threads vs 1 thread, batch {m}",
+                           paired(lambda: t2.lookup(ids_m), lambda: t1.lookup(ids_m), P * 3),
+                           0.95 if args.busy else (1.7 if m >= 100_000 else 0.95))
+        if want("latency"):
+            small, small_idx = batch[:256], rows_idx[:256]
+            reps = 200
+            rep.figure("lookup latency, 256 ids vs np.take of 256 rows (lower is better)",
+                       paired(lambda: [t1.lookup(small) for _ in range(reps)],
+                              lambda: [dense.take(small_idx, axis=0) for _ in range(reps)], P),
+                       1.5, lower_is_better=True)
+        del t1, t2
+        gc.collect()
 
-    # ---- Adagrad apply_gradients, 1M ids each 4 times, dedup ----
-    acfg = engines.table_config(dim=DIM, optimizer="adagrad")
-    uniq = keys[rng.choice(n, b, replace=False)]
-    grad_ids = np.repeat(uniq, 4)
-    rng.shuffle(grad_ids)
-    grads = rng.standard_normal((len(grad_ids), DIM), dtype=np.float32)
-    results = {}
-    for e, label in ((e1, "1 thread"), (e2, "2 threads")):
-        ta = e.create_table(acfg)
+    if want("insert"):
+        fresh = unique_ids(np.random.default_rng(1), b)
+        perm = rng.integers(0, n, b)
+        for e, label in ((e1, "1 thread"), (e2, "2 threads")):
+            rep.figure(f"insert {b} new ids ({label}) vs dense take of {b} rows",
+                       paired(lambda t: t.assign_add(fresh, dense[:b]),
+                              lambda: dense.take(perm, axis=0), P,
+                              engine_setup=lambda: e.create_table(cfg)), 0.5)
+        gc.collect()
+
+    if want("adagrad"):
+        acfg = engines.table_config(dim=DIM, optimizer="adagrad")
+        uniq = keys[rng.choice(n, b // 4, replace=False)]
+        grad_ids = np.repeat(uniq, 4)          # Monolith's x // 4 shape: each id 4 times
+        rng.shuffle(grad_ids)
+        grads = rng.standard_normal((len(grad_ids), DIM), dtype=np.float32)
+        take_g = rng.integers(0, n, len(grad_ids))
+        ta = e1.create_table(acfg)
         ta.assign(keys, dense)
-        ag = median_time(lambda: ta.apply_gradients(grad_ids, grads, enable_dedup=True))
-        results[label] = ag
-        print(f"native adagrad dedup ({label}): {len(grad_ids) / ag / 1e6:.2f} M ids/s")
-        line(f"adagrad dedup {label}, ids/s / dense-take rows/s",
-             (len(grad_ids) / ag) / (b / t_take), 0.25)
+        rep.figure(f"adagrad dedup apply, {len(grad_ids)} ids (x4), 1 thread, vs dense take",
+                   paired(lambda: ta.apply_gradients(grad_ids, grads, enable_dedup=True),
+                          lambda: dense.take(take_g, axis=0), P), 0.5)
+        if not args.skip_numpy_engine:
+            tn = engines.get("numpy").create_table(acfg)
+            tn.assign(uniq, dense[:len(uniq)])
+            rep.figure("adagrad dedup apply, native 1 thread vs numpy engine",
+                       paired(lambda: ta.apply_gradients(grad_ids, grads, enable_dedup=True),
+                              lambda: tn.apply_gradients(grad_ids, grads, enable_dedup=True),
+                              max(P // 2, 5)), 20)
+            del tn
         del ta
         gc.collect()
-    if not args.skip_numpy_engine:
-        npe = engines.get("numpy")
-        tn = npe.create_table(acfg)
-        tn.assign(uniq, dense[:b])
-        nt = median_time(lambda: tn.apply_gradients(grad_ids, grads, enable_dedup=True), runs=3)
-        print(f"numpy engine adagrad dedup: {len(grad_ids) / nt / 1e6:.3f} M ids/s "
-              f"(table holds only the {b} updated ids)")
-        line("adagrad dedup native 1 thread / numpy engine", nt / results["1 thread"], 20)
-        del tn
-        gc.collect()
 
-    # ---- memory per entry: 4M Adagrad dim-32 entries, measured in a fresh process ----
-    payload = 8 + 4 + 4 * (DIM + DIM)
-    for threads in (1, 2):
-        out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(n), str(threads)],
-                             check=True, capture_output=True, text=True).stdout.split()
-        resident, held = int(out[0]), int(out[1])
-        print(f"adagrad dim 32 ({threads} thread(s)): resident {resident / n:.1f} B/entry, held "
-              f"{held / n:.1f} B/entry, payload {payload} B/entry")
-        line(f"resident bytes per entry / payload, {threads} thread(s) (want <= 1.5)",
-             resident / n / payload)
-    tm = e2.create_table(acfg)
-    tm.assign(keys, dense)
+    if want("memory"):
+        payload = 8 + 4 + 4 * (DIM + DIM)
+        for threads in (1, 2):
+            out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(n), str(threads)],
+                                 check=True, capture_output=True, text=True).stdout.split()
+            resident = int(out[0])
+            ratio = resident / n / payload
+            rep.rows.append({"figure": f"resident bytes / payload, adagrad dim 32, {threads} "
+                                       f"thread(s)", "median": ratio, "min": ratio,
+                             "max": ratio, "pairs": 1, "target": 1.1, "direction": "lower",
+                             "met": ratio <= 1.1, "note": ""})
+            print(f"{'resident bytes / payload, adagrad dim 32, ' + str(threads) + ' thread(s)':<62}"
+                  f" {ratio:7.3f}x  target <= 1.1  {'OK' if ratio <= 1.1 else 'MISS'}",
+                  flush=True)
 
-    # ---- save / restore vs tofile / fromfile ----
-    d = tempfile.mkdtemp(dir=args.dir, prefix="hashlab-bench-")
-    try:
-        base = os.path.join(d, "table")
-        payload_arr = np.empty(n * payload // 4, np.float32)
-        payload_arr[:] = 1.0
-        raw = os.path.join(d, "raw.bin")
+    if want("checkpoint"):
+        acfg = engines.table_config(dim=DIM, optimizer="adagrad")
+        d = tempfile.mkdtemp(dir=args.dir, prefix="hashlab-bench-")
+        try:
+            for e, label in ((e1, "1 thread"), (e2, "2 threads")):
+                tm = e.create_table(acfg)
+                tm.assign(keys, dense)
+                base = os.path.join(d, "table")
+                paths = tm.save(base)
+                blob = b"".join(open(p, "rb").read() for p in paths)
+                raw = os.path.join(d, "raw.bin")
 
-        def tofile():
-            with open(raw, "wb") as f:
-                payload_arr.tofile(f)
-                f.flush()
-                os.fsync(f.fileno())
-        t_to = median_time(tofile)
-        t_from = median_time(lambda: np.fromfile(raw, np.float32))
-        t_save = median_time(lambda: tm.save(base))
-        size = sum(os.path.getsize(p) for p in tm.save(base))
-        tr = e2.create_table(acfg)
-        t_rest = median_time(lambda: tr.restore(base))
-        assert tr.size() == n
-        mb = n * payload / 1e6
-        print(f"save {mb / t_save:.0f} MB/s payload ({size / 1e6:.0f} MB on disk), tofile+fsync "
-              f"{mb / t_to:.0f} MB/s; restore {mb / t_rest:.0f} MB/s, fromfile "
-              f"{mb / t_from:.0f} MB/s")
-        line("save (2 threads) / tofile+fsync, payload bytes/s", t_to / t_save, 0.3)
-        line("restore (2 threads) / fromfile, payload bytes/s", t_from / t_rest, 0.3)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+                def write_fsync():
+                    with open(raw, "wb") as f:
+                        f.write(blob)
+                        f.flush()
+                        os.fsync(f.fileno())
+
+                def read_back():
+                    for p in paths:
+                        with open(p, "rb") as f:
+                            f.read()
+
+                rep.figure(f"save ({label}) vs write+fsync of its {len(blob) >> 20} MiB",
+                           paired(lambda: tm.save(base), write_fsync, P), 0.6)
+                tr = e.create_table(acfg)
+                rep.figure(f"restore ({label}) vs reading the same files",
+                           paired(lambda: tr.restore(base), read_back, P), 0.5)
+                assert tr.size() == n
+                del tm, tr
+                gc.collect()
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    load1 = os.getloadavg()[0]
+    print(f"load average {load0:.2f} at start, {load1:.2f} at end", flush=True)
+    if busy is not None:
+        busy.terminate()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"entries": n, "batch": b, "dim": DIM, "pairs": P, "busy": args.busy,
+                       "cpus": os.cpu_count(), "load_start": load0, "load_end": load1,
+                       "figures": rep.rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,13 @@ void keep_pool_memory(int device) {
 
 }  // namespace
 
+// Entry timestamps are uint32 seconds (as on the CPU: table.cc).
+static void check_req_time(int64_t req_time) {
+  if (req_time < 0 || req_time > (int64_t{1} << 32) - 1)
+    throw std::invalid_argument("req_time must be in [0, 4294967295] (seconds since the epoch; "
+                                "entry timestamps are uint32), got " + std::to_string(req_time));
+}
+
 int device_count(std::string* error) {
   int n = 0;
   const cudaError_t rc = cudaGetDeviceCount(&n);
@@ -324,10 +331,13 @@ void GpuTable::insert_fresh(GroupedBatch& b) {
 
 void GpuTable::write(const int64_t* d_ids, const float* d_values, int64_t n, int64_t req_time,
                      bool add) {
+  check_req_time(req_time);
   std::lock_guard<std::mutex> lk(mu_);
   DeviceScope scope(device_);
-  max_ts_ = std::max(max_ts_, req_time);
-  if (n == 0) return;
+  if (n == 0) {
+    max_ts_ = std::max(max_ts_, req_time);
+    return;
+  }
   GroupedBatch b;
   group_batch(view(), d_ids, n, &b, kStream);
   DevBuf keep_pos;
@@ -336,6 +346,7 @@ void GpuTable::write(const int64_t* d_ids, const float* d_values, int64_t n, int
   launch_write_groups(view(), b.view, d_values, keep_pos.as<uint8_t>(), add,
                       static_cast<uint32_t>(static_cast<uint64_t>(req_time)), kStream);
   sync("assign");
+  max_ts_ = std::max(max_ts_, req_time);  // only a call that succeeded moves the TTL clock
 }
 
 void GpuTable::apply_gradients(const int64_t* d_ids, const float* d_grads, int64_t n,
@@ -348,16 +359,22 @@ void GpuTable::apply_gradients(const int64_t* d_ids, const float* d_grads, int64
   if (global_step < 0 && has_batch_softmax_)
     throw std::invalid_argument("global_step must be >= 0 for batch_softmax, got " +
                                 std::to_string(global_step));
+  check_req_time(req_time);
   std::lock_guard<std::mutex> lk(mu_);
   DeviceScope scope(device_);
-  max_ts_ = std::max(max_ts_, req_time);
-  if (n == 0) return;
+  if (n == 0) {
+    max_ts_ = std::max(max_ts_, req_time);
+    return;
+  }
   GroupedBatch b;
   group_batch(view(), d_ids, n, &b, kStream);
   const int32_t present = b.num_groups - b.num_fresh;
   DevBuf keep_pos;
   admit(b, n, dedup, &keep_pos);
-  if (present == 0 && b.num_fresh == 0) return;  // every id filtered: nothing changes
+  if (present == 0 && b.num_fresh == 0) {  // every id filtered: nothing changes but the clock
+    max_ts_ = std::max(max_ts_, req_time);
+    return;
+  }
   update_scales(global_step);
   for (size_t k = 0; k < segs_.size(); ++k) segs_[k].lr = lrs[k];
   upload_segments();
@@ -370,6 +387,7 @@ void GpuTable::apply_gradients(const int64_t* d_ids, const float* d_grads, int64
                       static_cast<uint32_t>(static_cast<uint64_t>(req_time)),
                       scratch.as<float>(), kStream);
   sync("apply_gradients");
+  max_ts_ = std::max(max_ts_, req_time);  // only a call that succeeded moves the TTL clock
 }
 
 // ---- export / restore ----------------------------------------------------------------------

@@ -85,6 +85,27 @@ class Partition {
   }
 
  public:
+  // The row of id, inserting it (one probe) when absent; reserve() must have made room.
+  // *inserted tells the caller to initialise the new row.
+  uint32_t find_or_insert(int64_t id, uint64_t h, bool* inserted) {
+    uint64_t i = h & mask_;
+    for (;;) {
+      Slot& s = slots_[i];
+      if (s.row == kEmpty) break;
+      if (s.id == id) {
+        *inserted = false;
+        return s.row;
+      }
+      i = (i + 1) & mask_;
+    }
+    const uint32_t row = static_cast<uint32_t>(size_++);
+    slots_[i].id = id;
+    slots_[i].row = row;
+    memcpy(row_ptr(row) + row_words_ - 2, &id, 8);
+    *inserted = true;
+    return row;
+  }
+
   // Insert an absent id; reserve() must have made room. Returns the new row index.
   uint32_t insert_new(int64_t id, uint64_t h) {
     uint64_t i = h & mask_;

@@ -9,7 +9,9 @@
 namespace hashlab {
 namespace {
 
-constexpr int kBlock = 16;  // ids per pipeline stage (hash+prefetch slot / probe+prefetch row)
+constexpr int kAhead = 16;        // ids between issuing a prefetch and using its line
+constexpr int64_t kReadGrain = 4096;  // ids per dynamically claimed chunk of a read
+constexpr int64_t kMaxTime = (int64_t{1} << 32) - 1;
 
 // Prefetch the cache lines holding [row, row + bytes), at most four.
 inline void prefetch_row(const float* row, int64_t bytes) {
@@ -106,95 +108,58 @@ void Table::update_scales(int64_t global_step) {
 
 void Table::note_time(int64_t req_time) { max_ts_ = std::max(max_ts_, req_time); }
 
-BigVector<uint64_t> Table::hash_all(const int64_t* ids, int64_t n) const {
-  BigVector<uint64_t> h(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) h[i] = Partition::hash_of(ids[i]);
-  return h;
+namespace {
+
+// Entry timestamps are uint32 seconds (Monolith's last_update_ts_sec).
+void check_req_time(int64_t req_time) {
+  if (req_time < 0 || req_time > kMaxTime)
+    throw std::invalid_argument("req_time must be in [0, 4294967295] (seconds since the epoch; "
+                                "entry timestamps are uint32), got " + std::to_string(req_time));
 }
 
-void Table::own_positions(const uint64_t* h, int64_t n, int t, BigVector<int64_t>* out) const {
-  const int T = pool_->size();
-  out->clear();
-  if (T == 1) {
-    out->resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) (*out)[i] = i;
-    return;
-  }
-  out->reserve(static_cast<size_t>(n / T + 16));
-  for (int64_t i = 0; i < n; ++i)
-    if (part_of(h[i]) % T == t) out->push_back(i);
-}
-
-void Table::probe_rows(const int64_t* ids, const uint64_t* h, const int64_t* own, int64_t m,
-                       uint32_t* rows) const {
-  constexpr int64_t kAhead = 16;
-  for (int64_t j = 0; j < std::min(m, kAhead); ++j) parts_[part_of(h[own[j]])]->prefetch(h[own[j]]);
-  for (int64_t j = 0; j < m; ++j) {
-    if (j + kAhead < m) {
-      const uint64_t ha = h[own[j + kAhead]];
-      parts_[part_of(ha)]->prefetch(ha);
-    }
-    const int64_t i = own[j];
-    rows[i] = parts_[part_of(h[i])]->find(ids[i], h[i]);
-  }
-}
-
-uint32_t Table::upsert(Partition& part, int64_t id, uint64_t h) {
-  uint32_t r = part.find(id, h);
-  if (r == Partition::kEmpty) {
-    r = part.insert_new(id, h);
-    init_row(part.row_ptr(r), id);
-  }
-  return r;
-}
+}  // namespace
 
 // ---- reads ---------------------------------------------------------------------------------
 
+// Lookup runs a software pipeline over each chunk: the id's home slot is prefetched kAhead ids
+// before it is probed, and the found row kAhead ids before it is copied, so two DRAM misses per
+// id overlap with the work on the ids in between instead of stalling it.
 void Table::lookup(const int64_t* ids, int64_t n, float* out) const {
   std::shared_lock<std::shared_mutex> lk(mu_);
   const int64_t D = cfg_.dim;
   const int64_t row_bytes = D * 4;
-  pool_->run([&](int t) {
-    int64_t b, e;
-    ThreadPool::range(n, pool_->size(), t, &b, &e);
-    // Three-stage software pipeline over blocks of kBlock ids: (1) hash + prefetch the home
-    // slot, (2) probe + prefetch the row, (3) copy the row. Stages run two blocks apart so each
-    // memory access has had a block's worth of time to arrive.
-    uint64_t hs[3][kBlock];
-    const float* rp[3][kBlock];
-    const int64_t nblocks = (e - b + kBlock - 1) / kBlock;
-    auto block_len = [&](int64_t k) { return std::min<int64_t>(kBlock, e - (b + k * kBlock)); };
-    for (int64_t k = -2; k < nblocks; ++k) {
-      const int64_t k1 = k + 2, k2 = k + 1;
-      if (k1 < nblocks) {
-        uint64_t* hh = hs[k1 % 3];
-        const int64_t s = b + k1 * kBlock, len = block_len(k1);
-        for (int64_t j = 0; j < len; ++j) {
-          hh[j] = Partition::hash_of(ids[s + j]);
-          parts_[part_of(hh[j])]->prefetch(hh[j]);
-        }
+  const int64_t grain = n < kMinParallel ? n : kReadGrain;
+  pool_->for_chunks(n, grain, [&](int64_t b, int64_t e, int) {
+    constexpr int kRing = 2 * kAhead;  // ids in flight: kAhead probing, kAhead copying
+    int64_t rid[kRing];
+    uint64_t rh[kRing];
+    const float* rrow[kRing];
+    const int64_t m = e - b;
+    for (int64_t j = 0; j < m + 2 * kAhead; ++j) {
+      if (j < m) {  // stage 1: read the id once, hash it, prefetch its home slot
+        const int64_t id = ids[b + j];
+        const uint64_t h = Partition::hash_of(id);
+        rid[j % kRing] = id;
+        rh[j % kRing] = h;
+        parts_[part_of(h)]->prefetch(h);
       }
-      if (k2 >= 0 && k2 < nblocks) {
-        const uint64_t* hh = hs[k2 % 3];
-        const float** rr = rp[k2 % 3];
-        const int64_t s = b + k2 * kBlock, len = block_len(k2);
-        for (int64_t j = 0; j < len; ++j) {
-          const Partition& part = *parts_[part_of(hh[j])];
-          const uint32_t r = part.find(ids[s + j], hh[j]);
-          rr[j] = r == Partition::kEmpty ? nullptr : part.row_ptr(r);
-          if (rr[j]) prefetch_row(rr[j], row_bytes);
-        }
+      const int64_t p = j - kAhead;  // stage 2: probe, prefetch the row
+      if (p >= 0 && p < m) {
+        const uint64_t h = rh[p % kRing];
+        const Partition& part = *parts_[part_of(h)];
+        const uint32_t r = part.find(rid[p % kRing], h);
+        const float* row = r == Partition::kEmpty ? nullptr : part.row_ptr(r);
+        rrow[p % kRing] = row;
+        if (row) prefetch_row(row, row_bytes);
       }
-      if (k >= 0) {
-        const float** rr = rp[k % 3];
-        const int64_t s = b + k * kBlock, len = block_len(k);
-        for (int64_t j = 0; j < len; ++j) {
-          float* o = out + (s + j) * D;
-          if (rr[j])
-            retrieve(rr[j], o);
-          else
-            memset(o, 0, static_cast<size_t>(row_bytes));
-        }
+      const int64_t c = j - 2 * kAhead;  // stage 3: copy the row (or zeros)
+      if (c >= 0) {
+        float* o = out + (b + c) * D;
+        const float* row = rrow[c % kRing];
+        if (row)
+          retrieve(row, o);
+        else
+          memset(o, 0, static_cast<size_t>(row_bytes));
       }
     }
   });
@@ -202,16 +167,16 @@ void Table::lookup(const int64_t* ids, int64_t n, float* out) const {
 
 std::vector<Blobs> Table::lookup_entry(const int64_t* ids, int64_t n) const {
   std::shared_lock<std::shared_mutex> lk(mu_);
-  std::vector<Blobs> out(static_cast<size_t>(pool_->size()));
-  pool_->run([&](int t) {
-    int64_t b, e;
-    ThreadPool::range(n, pool_->size(), t, &b, &e);
-    Blobs& bl = out[t];
+  const int64_t grain = n < kMinParallel ? std::max<int64_t>(n, 1) : kReadGrain;
+  std::vector<Blobs> out(static_cast<size_t>((n + grain - 1) / grain));  // per chunk, in order
+  pool_->for_chunks(n, grain, [&](int64_t b, int64_t e, int) {
+    Blobs& bl = out[b / grain];
     bl.offsets.reserve(static_cast<size_t>(e - b + 1));
     for (int64_t i = b; i < e; ++i) {
-      const uint64_t h = Partition::hash_of(ids[i]);
+      const int64_t id = ids[i];
+      const uint64_t h = Partition::hash_of(id);
       const Partition& part = *parts_[part_of(h)];
-      const uint32_t r = part.find(ids[i], h);
+      const uint32_t r = part.find(id, h);
       if (r == Partition::kEmpty) {
         bl.offsets.push_back(static_cast<int64_t>(bl.data.size()));
         continue;
@@ -248,64 +213,128 @@ int64_t Table::memory_bytes() const {
 
 // ---- writes --------------------------------------------------------------------------------
 
-void Table::write(const int64_t* ids, const float* values, int64_t n, int64_t req_time,
-                  bool add) {
-  std::unique_lock<std::shared_mutex> lk(mu_);
-  note_time(req_time);
-  if (n == 0) return;
-  const int T = pool_->size();
-  const int64_t D = cfg_.dim;
-  BigVector<uint64_t> h = hash_all(ids, n);
-  BigVector<uint32_t> rows(static_cast<size_t>(n));
-  std::vector<BigVector<int64_t>> own(static_cast<size_t>(T));
+// The per-call state of a write, indexed by the batch's k (partition-grouped order).
+struct Table::Pending {
+  BigVector<uint32_t> rows;    // the id's row before the call, or kEmpty
+  BigVector<uint8_t> head;     // 1: the first occurrence of its id in the batch (dedup), or
+                               //    every position (no dedup): the positions that are applied
+  BigVector<int64_t> count;    // dedup: occurrences of the head's id in the batch
+  BigVector<uint8_t> keep;     // admission (empty: no filter, keep all)
+  bool any = true;             // something is admitted
+};
 
-  // Phase A: find rows (the table as it was before the call) and make room for new ids.
-  pool_->run([&](int t) {
-    own_positions(h.data(), n, t, &own[t]);
-    probe_rows(ids, h.data(), own[t].data(), static_cast<int64_t>(own[t].size()), rows.data());
-    int64_t missing[kPartitions] = {0};
-    for (int64_t i : own[t])
-      if (rows[i] == Partition::kEmpty) ++missing[part_of(h[i])];
-    for (int p = t; p < kPartitions; p += T)
-      if (missing[p]) parts_[p]->reserve(missing[p]);
-  });
-
-  // Filter pass: sequential, in batch order, for ids the table lacks.
-  BigVector<uint8_t> keep;
-  if (filter_) {
-    keep.assign(static_cast<size_t>(n), 1);
-    std::lock_guard<std::mutex> fl(filter_->mutex());
-    for (int64_t i = 0; i < n; ++i)
-      if (rows[i] == Partition::kEmpty) keep[i] = !filter_->should_be_filtered(ids[i], 1, 0);
-  }
-
-  // Phase B: apply, per partition in batch order. Nothing here allocates or throws.
-  pool_->run([&](int t) {
-    const BigVector<int64_t>& mine = own[t];
-    const int64_t m = static_cast<int64_t>(mine.size());
-    for (int64_t j = 0; j < m; ++j) {
-      if (j + 8 < m) {
-        const int64_t a = mine[j + 8];
-        if (rows[a] != Partition::kEmpty)
-          prefetch_row(parts_[part_of(h[a])]->row_ptr(rows[a]), D * 4);
-        else
-          parts_[part_of(h[a])]->prefetch(h[a]);  // upsert probes the home slot again
+// Phase A, per partition (dynamically claimed): with dedup, group each partition's positions
+// by id (first occurrence = head; the gradients of later occurrences are summed into the
+// head's row in occurrence order), then probe the heads' rows against the table as it was
+// before the call, and reserve room for the missing ones. Nothing visible changes here: reserve
+// may rehash and add row chunks, but content stays; a bad_alloc leaves the table as it was.
+void Table::find_rows(PartitionedBatch& b, Pending& w, bool dedup) {
+  const int64_t n = b.n, D = cfg_.dim;
+  w.rows.resize(static_cast<size_t>(n));
+  w.head.assign(static_cast<size_t>(n), 1);
+  if (dedup) w.count.assign(static_cast<size_t>(n), 0);
+  std::vector<BigVector<int64_t>> maps(static_cast<size_t>(pool_->size()));
+  pool_->for_chunks(kPartitions, grain(n), [&](int64_t p0, int64_t p1, int worker) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t s = b.part_start[p], e = b.part_start[p + 1];
+      if (s == e) continue;
+      Partition& part = *parts_[p];
+      if (dedup) {
+        BigVector<int64_t>& map = maps[worker];  // id -> head k, open addressing
+        uint64_t cap = 16;
+        while (cap < 2 * static_cast<uint64_t>(e - s)) cap *= 2;
+        map.assign(cap, -1);
+        for (int64_t k = s; k < e; ++k) {
+          const int64_t id = b.ids[k];
+          uint64_t slot = (b.hashes[k] * 0x9E3779B97F4A7C15ULL) >> 20 & (cap - 1);
+          while (map[slot] >= 0 && b.ids[map[slot]] != id) slot = (slot + 1) & (cap - 1);
+          if (map[slot] < 0) {
+            map[slot] = k;
+            w.count[k] = 1;
+            continue;
+          }
+          const int64_t h = map[slot];
+          w.head[k] = 0;
+          ++w.count[h];
+          if (b.width) {
+            float* acc = b.row(h);
+            const float* g = b.row(k);
+            for (int64_t c = 0; c < D; ++c) acc[c] = acc[c] + g[c];
+          }
+        }
       }
-      const int64_t i = mine[j];
-      if (!keep.empty() && !keep[i]) continue;
-      Partition& part = *parts_[part_of(h[i])];
-      uint32_t r = rows[i];
-      if (r == Partition::kEmpty) r = upsert(part, ids[i], h[i]);
-      float* row = part.row_ptr(r);
-      const float* v = values + i * D;
-      if (add) {
-        for (int64_t c = 0; c < D; ++c) row[c] = row[c] + v[c];
-      } else {
-        memcpy(row, v, static_cast<size_t>(D) * 4);
+      int64_t missing = 0;
+      for (int64_t k = s; k < e; ++k) {
+        if (k + kAhead < e) part.prefetch(b.hashes[k + kAhead]);
+        if (!w.head[k]) continue;
+        w.rows[k] = part.find(b.ids[k], b.hashes[k]);
+        missing += w.rows[k] == Partition::kEmpty;
       }
-      set_ts(row, req_time);
+      if (missing) part.reserve(missing);
     }
   });
+}
+
+// Admission: sequential, in batch order (the sliding filter's state depends on it), for the ids
+// the table lacks: every position without dedup (count 1), every head with dedup (its count).
+void Table::admit(const PartitionedBatch& b, Pending& w) {
+  if (!filter_) return;
+  w.keep.assign(static_cast<size_t>(b.n), 1);
+  w.any = false;
+  std::lock_guard<std::mutex> fl(filter_->mutex());
+  const bool dedup = !w.count.empty();
+  for (int64_t i = 0; i < b.n; ++i) {
+    const int64_t k = b.index_of[i];
+    if (!w.head[k]) continue;
+    if (w.rows[k] == Partition::kEmpty)
+      w.keep[k] = !filter_->should_be_filtered(b.ids[k], dedup ? w.count[k] : 1, 0);
+    w.any = w.any || w.keep[k];
+  }
+}
+
+void Table::write(const int64_t* ids, const float* values, int64_t n, int64_t req_time,
+                  bool add) {
+  check_req_time(req_time);
+  const int64_t D = cfg_.dim;
+  PartitionedBatch b;  // the caller's arrays are read here, once, before any lock is taken
+  build_batch(*pool_, ids, values, n, D, "values", kPartitions, Partition::hash_of, part_of,
+              &b);
+  std::unique_lock<std::shared_mutex> lk(mu_);
+  Pending w;
+  find_rows(b, w, false);
+  admit(b, w);
+  // Phase B, per partition in batch order. Nothing here allocates or throws.
+  if (w.any)
+    pool_->for_chunks(kPartitions, grain(n), [&](int64_t p0, int64_t p1, int) {
+      for (int64_t p = p0; p < p1; ++p) {
+        Partition& part = *parts_[p];
+        const int64_t s = b.part_start[p], e = b.part_start[p + 1];
+        for (int64_t k = s; k < e; ++k) {
+          if (k + 8 < e) {
+            if (w.rows[k + 8] != Partition::kEmpty)
+              prefetch_row(part.row_ptr(w.rows[k + 8]), D * 4);
+            else
+              part.prefetch(b.hashes[k + 8]);
+          }
+          if (!w.keep.empty() && !w.keep[k]) continue;
+          uint32_t r = w.rows[k];
+          if (r == Partition::kEmpty) {  // absent before the call; maybe inserted by now
+            bool inserted;
+            r = part.find_or_insert(b.ids[k], b.hashes[k], &inserted);
+            if (inserted) init_row(part.row_ptr(r), b.ids[k]);
+          }
+          float* row = part.row_ptr(r);
+          const float* v = b.row(k);
+          if (add) {
+            for (int64_t c = 0; c < D; ++c) row[c] = row[c] + v[c];
+          } else {
+            memcpy(row, v, static_cast<size_t>(D) * 4);
+          }
+          set_ts(row, req_time);
+        }
+      }
+    });
+  note_time(req_time);  // only a call that succeeded moves the TTL clock
 }
 
 void Table::apply_gradients(const int64_t* ids, const float* grads, int64_t n,
@@ -318,152 +347,44 @@ void Table::apply_gradients(const int64_t* ids, const float* grads, int64_t n,
   if (global_step < 0 && has_batch_softmax_)
     throw std::invalid_argument("global_step must be >= 0 for batch_softmax, got " +
                                 std::to_string(global_step));
-  std::unique_lock<std::shared_mutex> lk(mu_);
-  note_time(req_time);
-  if (n == 0) return;
-  const int T = pool_->size();
+  check_req_time(req_time);
   const int64_t D = cfg_.dim;
-  BigVector<uint64_t> h = hash_all(ids, n);
-  BigVector<uint32_t> rows(static_cast<size_t>(n));
-  std::vector<BigVector<int64_t>> own(static_cast<size_t>(T));
-
-  // Dedup groups, per thread in first-occurrence order: first position, count, summed grad.
-  struct Groups {
-    BigVector<int64_t> first;
-    BigVector<int64_t> count;
-    BigVector<float> sum;
-  };
-  std::vector<Groups> groups(dedup ? static_cast<size_t>(T) : 0);
-  BigVector<uint8_t> keep;  // per position (no dedup) or per first position (dedup)
-
-  pool_->run([&](int t) {
-    own_positions(h.data(), n, t, &own[t]);
-    const BigVector<int64_t>& mine = own[t];
-    int64_t missing[kPartitions] = {0};
-    if (!dedup) {
-      probe_rows(ids, h.data(), mine.data(), static_cast<int64_t>(mine.size()), rows.data());
-      for (int64_t i : mine)
-        if (rows[i] == Partition::kEmpty) ++missing[part_of(h[i])];
-    } else {
-      // Pass 1: group positions by id (a local open-addressing map id -> group), so only group
-      // heads are probed in the table. Pass 2: sum each group's rows in occurrence order.
-      Groups& g = groups[t];
-      if (mine.size() >= (size_t{1} << 31))
-        throw std::invalid_argument("dedup batch too large (>= 2^31 ids per thread)");
-      uint64_t cap = 16;
-      while (cap < 2 * mine.size()) cap *= 2;
-      BigVector<int32_t> map(cap, -1);
-      BigVector<int32_t> group_of(mine.size());
-      for (size_t j = 0; j < mine.size(); ++j) {
-        const int64_t i = mine[j];
-        uint64_t s = (h[i] * 0x9E3779B97F4A7C15ULL) >> 20 & (cap - 1);
-        int32_t gi;
-        for (;;) {
-          gi = map[s];
-          if (gi < 0 || ids[g.first[gi]] == ids[i]) break;
-          s = (s + 1) & (cap - 1);
-        }
-        if (gi < 0) {
-          gi = static_cast<int32_t>(g.first.size());
-          map[s] = gi;
-          g.first.push_back(i);
-          g.count.push_back(0);
-        }
-        ++g.count[gi];
-        group_of[j] = gi;
-      }
-      BigVector<int32_t>().swap(map);
-      const int64_t ng = static_cast<int64_t>(g.first.size());
-      g.sum.resize(static_cast<size_t>(ng * D));
-      BigVector<uint8_t> started(static_cast<size_t>(ng), 0);
-      for (size_t j = 0; j < mine.size(); ++j) {
-        const float* gr = grads + mine[j] * D;
-        float* acc = g.sum.data() + static_cast<int64_t>(group_of[j]) * D;
-        if (!started[group_of[j]]) {
-          started[group_of[j]] = 1;
-          memcpy(acc, gr, static_cast<size_t>(D) * 4);
-        } else {
-          for (int64_t c = 0; c < D; ++c) acc[c] = acc[c] + gr[c];
-        }
-      }
-      probe_rows(ids, h.data(), g.first.data(), ng, rows.data());
-      for (int64_t i : g.first)
-        if (rows[i] == Partition::kEmpty) ++missing[part_of(h[i])];
-    }
-    for (int p = t; p < kPartitions; p += T)
-      if (missing[p]) parts_[p]->reserve(missing[p]);
-  });
-
-  bool any = true;
-  if (filter_) {
-    keep.assign(static_cast<size_t>(n), 1);
-    std::lock_guard<std::mutex> fl(filter_->mutex());
-    if (!dedup) {
-      any = false;
-      for (int64_t i = 0; i < n; ++i) {
-        if (rows[i] == Partition::kEmpty) keep[i] = !filter_->should_be_filtered(ids[i], 1, 0);
-        any = any || keep[i];
-      }
-    } else {
-      // Groups in global first-occurrence order = positions in order that start a group.
-      BigVector<int64_t> count_at(static_cast<size_t>(n), 0);
-      for (const Groups& g : groups)
-        for (size_t k = 0; k < g.first.size(); ++k) count_at[g.first[k]] = g.count[k];
-      any = false;
-      for (int64_t i = 0; i < n; ++i) {
-        if (!count_at[i]) continue;
-        if (rows[i] == Partition::kEmpty)
-          keep[i] = !filter_->should_be_filtered(ids[i], count_at[i], 0);
-        any = any || keep[i];
-      }
-    }
-  }
-  if (!any) return;
+  PartitionedBatch b;  // the caller's arrays are read here, once, before any lock is taken
+  build_batch(*pool_, ids, grads, n, D, "grads", kPartitions, Partition::hash_of, part_of, &b);
   std::vector<Scratch> scratch;  // allocated before anything changes
-  scratch.reserve(static_cast<size_t>(T));
-  for (int t = 0; t < T; ++t) scratch.emplace_back(cfg_);
-  update_scales(global_step);
-
-  pool_->run([&](int t) {
-    Scratch& sc = scratch[t];
-    if (!dedup) {
-      const BigVector<int64_t>& mine = own[t];
-      const int64_t m = static_cast<int64_t>(mine.size());
-      for (int64_t j = 0; j < m; ++j) {
-        if (j + 8 < m) {
-          const int64_t a = mine[j + 8];
-          if (rows[a] != Partition::kEmpty)
-            prefetch_row(parts_[part_of(h[a])]->row_ptr(rows[a]), row_words_ * 4);
-          else
-            parts_[part_of(h[a])]->prefetch(h[a]);  // upsert probes the home slot again
+  scratch.reserve(static_cast<size_t>(pool_->size()));
+  for (int t = 0; t < pool_->size(); ++t) scratch.emplace_back(cfg_);
+  std::unique_lock<std::shared_mutex> lk(mu_);
+  Pending w;
+  find_rows(b, w, dedup);
+  admit(b, w);
+  if (w.any && n > 0) {
+    update_scales(global_step);
+    pool_->for_chunks(kPartitions, grain(n), [&](int64_t p0, int64_t p1, int worker) {
+      Scratch& sc = scratch[worker];
+      for (int64_t p = p0; p < p1; ++p) {
+        Partition& part = *parts_[p];
+        const int64_t s = b.part_start[p], e = b.part_start[p + 1];
+        for (int64_t k = s; k < e; ++k) {
+          if (k + 8 < e && w.head[k + 8]) {
+            if (w.rows[k + 8] != Partition::kEmpty)
+              prefetch_row(part.row_ptr(w.rows[k + 8]), row_words_ * 4);
+            else
+              part.prefetch(b.hashes[k + 8]);
+          }
+          if (!w.head[k] || (!w.keep.empty() && !w.keep[k])) continue;
+          uint32_t r = w.rows[k];
+          if (r == Partition::kEmpty) {  // absent before the call; maybe inserted by now
+            bool inserted;
+            r = part.find_or_insert(b.ids[k], b.hashes[k], &inserted);
+            if (inserted) init_row(part.row_ptr(r), b.ids[k]);
+          }
+          step_row(part.row_ptr(r), b.row(k), sc, global_step, lrs, req_time);
         }
-        const int64_t i = mine[j];
-        if (!keep.empty() && !keep[i]) continue;
-        Partition& part = *parts_[part_of(h[i])];
-        uint32_t r = rows[i];
-        if (r == Partition::kEmpty) r = upsert(part, ids[i], h[i]);
-        step_row(part.row_ptr(r), grads + i * D, sc, global_step, lrs, req_time);
       }
-    } else {
-      const Groups& g = groups[t];
-      const int64_t m = static_cast<int64_t>(g.first.size());
-      for (int64_t k = 0; k < m; ++k) {
-        if (k + 8 < m) {
-          const int64_t a = g.first[k + 8];
-          if (rows[a] != Partition::kEmpty)
-            prefetch_row(parts_[part_of(h[a])]->row_ptr(rows[a]), row_words_ * 4);
-          else
-            parts_[part_of(h[a])]->prefetch(h[a]);  // upsert probes the home slot again
-        }
-        const int64_t i = g.first[k];
-        if (!keep.empty() && !keep[i]) continue;
-        Partition& part = *parts_[part_of(h[i])];
-        uint32_t r = rows[i];
-        if (r == Partition::kEmpty) r = upsert(part, ids[i], h[i]);
-        step_row(part.row_ptr(r), g.sum.data() + k * D, sc, global_step, lrs, req_time);
-      }
-    }
-  });
+    });
+  }
+  note_time(req_time);  // only a call that succeeded moves the TTL clock
 }
 
 }  // namespace hashlab

@@ -1,10 +1,13 @@
 // The native embedding table: every op of docs/semantics.md §3 over P hash partitions.
 //
-// Threading: writes are split by partition (thread t owns partitions p with p % T == t), so
-// each id's updates happen in batch order on one thread and results are bit-identical for any
-// thread count; reads are split by batch range. Locking: a std::shared_mutex per table, shared
-// for reads (lookup, lookup_entry, save, save_as_tensor), exclusive for updates, so a reader
-// sees a whole update or none of it. Every op validates and allocates before it mutates.
+// Threading: a write copies the caller's batch once and groups it by partition (batch.h); each
+// partition's positions are applied in batch order by one thread, partitions being claimed
+// dynamically by the engine's threads, so results are bit-identical for any thread count and a
+// descheduled thread never stalls the call. Reads split the batch into dynamic ranges. Batches
+// smaller than kMinParallel stay on the calling thread. Locking: a std::shared_mutex per table,
+// shared for reads (lookup, lookup_entry, save, save_as_tensor), exclusive for updates, so a
+// reader sees a whole update or none of it. Every op validates and allocates before it mutates,
+// and a failed op changes nothing (max_update_ts included).
 #pragma once
 
 #include <cstdint>
@@ -14,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "batch.h"
 #include "filters.h"
 #include "hash_table.h"
 #include "shard_codec.h"
@@ -31,6 +35,9 @@ class Table {
 
   const TableConfig& config() const { return cfg_; }
   int64_t dim() const { return cfg_.dim; }
+
+  // Below this many ids an op runs on the calling thread (waking a thread costs more).
+  static constexpr int64_t kMinParallel = 8192;
 
   void write(const int64_t* ids, const float* values, int64_t n, int64_t req_time, bool add);
   void lookup(const int64_t* ids, int64_t n, float* out) const;
@@ -72,13 +79,12 @@ class Table {
   void update_scales(int64_t global_step);
   void note_time(int64_t req_time);
 
-  // Positions of ids[0..n) owned by thread t (p % T == t), in batch order.
-  void own_positions(const uint64_t* h, int64_t n, int t, BigVector<int64_t>* out) const;
-  // rows[i] for own positions (kEmpty when absent), pipelined with slot prefetch.
-  void probe_rows(const int64_t* ids, const uint64_t* h, const int64_t* own, int64_t m,
-                  uint32_t* rows) const;
-  BigVector<uint64_t> hash_all(const int64_t* ids, int64_t n) const;
-  uint32_t upsert(Partition& part, int64_t id, uint64_t h);
+  // The write pipeline (table.cc): copy + group the batch, find rows and reserve room,
+  // admission in batch order, then apply per partition.
+  struct Pending;
+  void find_rows(PartitionedBatch& b, Pending& w, bool dedup);
+  void admit(const PartitionedBatch& b, Pending& w);
+  int64_t grain(int64_t n) const { return n < kMinParallel ? kPartitions : 1; }
 
   TableConfig cfg_;
   int64_t row_words_;

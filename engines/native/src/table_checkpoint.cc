@@ -42,39 +42,31 @@ Blobs Table::save_as_tensor(int64_t shard_idx, int64_t num_shards, int64_t limit
 // The price: old and new content are both in memory for a moment.
 std::unique_ptr<Table::Restored> Table::stage_restore(const std::string& basename) const {
   const Staged st = ShardCodec(cfg_, *pool_).read(basename);  // ids are unique
-  const int T = pool_->size();
   const int64_t D = cfg_.dim, W = cfg_.state_words, stride = D + W;
   const int64_t n = st.size();
+  PartitionedBatch b;  // the records grouped by partition
+  build_batch(*pool_, st.ids.data(), nullptr, n, 0, "", kPartitions, Partition::hash_of,
+              part_of, &b);
   auto out = std::make_unique<Restored>();
   for (int p = 0; p < kPartitions; ++p) out->parts.push_back(std::make_unique<Partition>(row_words_));
-  BigVector<uint64_t> h = hash_all(st.ids.data(), n);
-  std::vector<int64_t> per_part(kPartitions, 0);
-  for (int64_t i = 0; i < n; ++i) ++per_part[part_of(h[i])];
-  std::vector<BigVector<int64_t>> own(static_cast<size_t>(T));
-  pool_->run([&](int t) {
-    for (int p = t; p < kPartitions; p += T) out->parts[p]->reserve(per_part[p]);
-    own_positions(h.data(), n, t, &own[t]);
-    const BigVector<int64_t>& mine = own[t];
-    const int64_t m = static_cast<int64_t>(mine.size());
-    constexpr int64_t kAhead = 16;  // prefetch home slots this many records ahead
-    for (int64_t j = 0; j < std::min(m, kAhead); ++j)
-      out->parts[part_of(h[mine[j]])]->prefetch(h[mine[j]]);
-    for (int64_t j = 0; j < m; ++j) {
-      if (j + kAhead < m) {
-        const uint64_t ha = h[mine[j + kAhead]];
-        out->parts[part_of(ha)]->prefetch(ha);
+  pool_->for_chunks(kPartitions, n < kMinParallel ? kPartitions : 1,
+                    [&](int64_t p0, int64_t p1, int) {
+    for (int64_t p = p0; p < p1; ++p) {
+      Partition& part = *out->parts[p];
+      const int64_t s = b.part_start[p], e = b.part_start[p + 1];
+      part.reserve(e - s);
+      for (int64_t k = s; k < e; ++k) {
+        if (k + 16 < e) part.prefetch(b.hashes[k + 16]);
+        const int64_t i = b.order[k], id = b.ids[k];
+        float* row = part.row_ptr(part.insert_new(id, b.hashes[k]));
+        // A short embedding keeps its initializer tail (core §1.5); state words and the
+        // timestamp come from the record.
+        if (st.num_count[i] < D) init_row(row, id);
+        const float* src = st.row(i, stride);
+        memcpy(row, src, static_cast<size_t>(st.num_count[i]) * 4);
+        memcpy(row + D, src + D, static_cast<size_t>(W) * 4);
+        set_ts(row, st.ts[i]);
       }
-      const int64_t i = mine[j];
-      const int64_t id = st.ids[i];
-      Partition& part = *out->parts[part_of(h[i])];
-      float* row = part.row_ptr(part.insert_new(id, h[i]));
-      // A short embedding keeps its initializer tail (core §1.5); state words and the
-      // timestamp come from the record.
-      if (st.num_count[i] < D) init_row(row, id);
-      const float* src = st.row(i, stride);
-      memcpy(row, src, static_cast<size_t>(st.num_count[i]) * 4);
-      memcpy(row + D, src + D, static_cast<size_t>(W) * 4);
-      set_ts(row, st.ts[i]);
     }
   });
   for (int64_t i = 0; i < n; ++i) out->max_ts = std::max(out->max_ts, st.ts[i]);
