@@ -34,6 +34,23 @@ def rows(*values, dim=None) -> np.ndarray:
     return arr.reshape(len(values), -1) if dim is None else arr.reshape(-1, dim)
 
 
+SNAPSHOT_PROBE = np.arange(-3, 8, dtype=np.int64)
+
+
+def small_table(engine):
+    """An adagrad table of dim 2 holding ids 1, 2, 3 (written at req_time 5)."""
+    t = engine.create_table(engines.table_config(dim=2, optimizer="adagrad"),
+                            learning_rates=(0.1,))
+    t.assign(ids(1, 2, 3), rows([1, 2], [3, 4], [5, 6]), req_time=5)
+    return t
+
+
+def snapshot(t, probe=SNAPSHOT_PROBE):
+    """Everything observable about a table (entries too, where the engine exposes them)."""
+    entries = t.lookup_entry(probe) if "lookup_entry" in t.capabilities.ops else None
+    return t.size(), entries, t.lookup(probe).tobytes(), t.max_update_ts
+
+
 # ---- checkpoint files written by hand (independent of engines.formats) ---------------------
 
 def masked_crc(data: bytes) -> int:

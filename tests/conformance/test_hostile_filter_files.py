@@ -65,21 +65,17 @@ def _cut_to_meta(files):
     files[4] = tfrecord_frame(tfrecord_payloads(files[4])[0])
 
 
-def _gap(files):
-    meta, data = _records_of(files[1])
-    d = pb.HashFilterSplitDataDump.FromString(data[0])
-    cells = list(d.data)
-    data = [pb.HashFilterSplitDataDump(offset=0, data=cells[:20]).SerializeToString(),
-            pb.HashFilterSplitDataDump(offset=30, data=cells[30:]).SerializeToString()]
-    files[1] = _split_file(meta, data)
-
-
-def _overlap(files):
-    meta, data = _records_of(files[1])
-    cells = list(pb.HashFilterSplitDataDump.FromString(data[0]).data)
-    data = [pb.HashFilterSplitDataDump(offset=0, data=cells[:20]).SerializeToString(),
-            pb.HashFilterSplitDataDump(offset=10, data=cells[10:]).SerializeToString()]
-    files[1] = _split_file(meta, data)
+def _second_record_at(offset):
+    """Split 1's cells cut into two records, the second starting at `offset` instead of 20:
+    30 leaves a gap, 10 an overlap."""
+    def damage(files):
+        meta, data = _records_of(files[1])
+        cells = list(pb.HashFilterSplitDataDump.FromString(data[0]).data)
+        data = [pb.HashFilterSplitDataDump(offset=0, data=cells[:20]).SerializeToString(),
+                pb.HashFilterSplitDataDump(offset=offset, data=cells[offset:])
+                .SerializeToString()]
+        files[1] = _split_file(meta, data)
+    return damage
 
 
 def _short(files):
@@ -97,7 +93,8 @@ def _too_long(files):
 
 
 DAMAGES = {"huge_total_size": _huge_total_size, "cut_to_meta_record": _cut_to_meta,
-           "gap_between_data_records": _gap, "overlapping_data_records": _overlap,
+           "gap_between_data_records": _second_record_at(30),
+           "overlapping_data_records": _second_record_at(10),
            "fewer_cells_than_total_size": _short, "more_cells_than_total_size": _too_long}
 
 

@@ -12,21 +12,7 @@ import pytest
 
 import engines
 from engines.config import parse_table_config
-from helpers import ids, require, rows
-
-PROBE = np.arange(-3, 8, dtype=np.int64)
-
-
-def _table(engine, **kw):
-    t = engine.create_table(engines.table_config(dim=2, optimizer="adagrad", **kw),
-                            learning_rates=(0.1,))
-    t.assign(ids(1, 2, 3), rows([1, 2], [3, 4], [5, 6]), req_time=5)
-    return t
-
-
-def _snapshot(t):
-    entries = t.lookup_entry(PROBE) if "lookup_entry" in t.capabilities.ops else None
-    return t.size(), entries, t.lookup(PROBE).tobytes(), t.max_update_ts
+from helpers import ids, require, rows, small_table, snapshot
 
 
 G = ids(1, 4)
@@ -63,15 +49,15 @@ REJECTED = {
 @pytest.mark.parametrize("name", sorted(REJECTED))
 def test_out_of_range_and_inexact_input_is_rejected_and_changes_nothing(engine, name):
     call, error, match = REJECTED[name]
-    t = _table(engine)
-    before = _snapshot(t)
+    t = small_table(engine)
+    before = snapshot(t)
     with pytest.raises(error, match=match):
         call(t)
-    assert _snapshot(t) == before
+    assert snapshot(t) == before
 
 
 def test_int_id_lists_and_int_values_still_convert(engine):
-    t = _table(engine)
+    t = small_table(engine)
     t.assign([10, 11], [[1, 2], [3, 4]], req_time=2**32 - 1)
     np.testing.assert_array_equal(t.lookup([10, 11]), rows([1, 2], [3, 4]))
     t.apply_gradients([10], [[0.5, 0.5]], global_step=2**63 - 1, req_time=0,
@@ -82,15 +68,15 @@ def test_int_id_lists_and_int_values_still_convert(engine):
 
 def test_fused_apply_checks_time_too(engine):
     require(engine, fused=True)
-    t = _table(engine)
-    before = _snapshot(t)
+    t = small_table(engine)
+    before = snapshot(t)
     key = ids(1, 2, 3)
     for kw, match in ((dict(req_time=-1), "req_time"), (dict(global_step=2**63), "global_step")):
         with pytest.raises(ValueError, match=match):
             engine.fused_apply_gradients([t], key, None, np.array([2, 1], np.int32),
                                          np.ones(6, np.float32), None, None, [0.1],
                                          num_shards=2, **kw)
-    assert _snapshot(t) == before
+    assert snapshot(t) == before
 
 
 def test_ttl_in_seconds_keeps_a_day_old_entry(engine, tmp_path):
@@ -117,7 +103,7 @@ def test_basenames_that_cannot_name_files_are_rejected(engine, tmp_path, monkeyp
     """Defect 8: a NUL byte in a basename passed validation, and native save then wrote to
     the path cut at the NUL (an unrelated file)."""
     require(engine, op="save")
-    t = _table(engine)
+    t = small_table(engine)
     victim = tmp_path / "t"
     victim.write_bytes(b"unrelated")
     monkeypatch.chdir(tmp_path)
@@ -129,7 +115,7 @@ def test_basenames_that_cannot_name_files_are_rejected(engine, tmp_path, monkeyp
 
 def test_directory_part_may_hold_spaces(engine, tmp_path):
     require(engine, op="restore")
-    t = _table(engine)
+    t = small_table(engine)
     base = str(tmp_path / "my run" / "t")
     t.save(base)
     u = engine.create_table(engines.table_config(dim=2, optimizer="adagrad"))
