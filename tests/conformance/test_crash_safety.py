@@ -10,7 +10,8 @@ drawn, stratified over the trials, from 0 to 1.2x the time one save took in that
 
 Trials per case: HASHLAB_CRASH_TRIALS (default 10; 3 for tensorflow, whose child needs about
 20 s to start TensorFlow on a loaded machine). HASHLAB_CRASH_REPORT=<file> appends one JSON
-line per engine and case (trials, completed before the kill, old, new, mixed, unrestorable).
+line per engine and case (trials, completed before the kill, old, new, mixed, unrestorable,
+trials whose leftovers the next save did not remove).
 """
 from __future__ import annotations
 
@@ -141,16 +142,16 @@ def _run_trial(engine, case, where, k, trials, rng) -> bool:
     return finished
 
 
-def _no_leftovers_after_next_save(engine, case, where):
-    """The next save removes what the killed one left (issue 11, defect 11: hidden .tmp files
-    were never cleaned up)."""
+def _leftovers_after_next_save(engine, case, where) -> list[str]:
+    """Hidden names left after the next save, which must remove what the killed one left
+    (issue 11, defect 11: hidden .tmp files were never cleaned up)."""
     _prepare_old(engine, case, where)
     folder = where / "model" if case.startswith("manager") else where
     hidden = [n for n in os.listdir(folder) if n.startswith(".")]
     if case.startswith("manager"):
         hidden += [n for n in os.listdir(folder / f"model.ckpt-{content.STEP}.assets")
                    if n.startswith(".")]
-    assert hidden == [], f"{case}: leftovers after the next save: {hidden}"
+    return hidden
 
 
 @pytest.mark.parametrize("case", ["resave4", "grow1to4", "manager", "manager_journal"])
@@ -175,9 +176,13 @@ def test_killed_save_leaves_old_or_new_checkpoint(engine, tmp_path, case):
         if outcome not in ("old", "new"):
             problems.append(f"trial {k}: {outcome}")
         else:
-            _no_leftovers_after_next_save(engine, case, where)
+            hidden = _leftovers_after_next_save(engine, case, where)
+            if hidden:
+                counts["leftovers"] += 1
+                problems.append(f"trial {k}: leftovers after the next save: {hidden}")
     row = {"engine": engine.name, "options": _options(engine), "case": case, "trials": trials,
-           **{key: counts[key] for key in ("completed", "old", "new", "mixed", "unrestorable")}}
+           **{key: counts[key] for key in ("completed", "old", "new", "mixed", "unrestorable",
+                                           "leftovers")}}
     report = os.environ.get("HASHLAB_CRASH_REPORT")
     if report:
         with open(report, "a") as f:
