@@ -128,6 +128,8 @@ class EngineInfo:
     available: bool
     reason: str
     capabilities: Capabilities | None
+    origin: str = "built-in"     # built-in, a plug-in package, register(), a module:Factory
+    broken: bool = False         # a plug-in that fails to load; `reason` says how
 
 
 class Table(abc.ABC):

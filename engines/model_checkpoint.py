@@ -34,6 +34,24 @@ def table_prefix(name: str) -> str:
     return name.replace(":", "-").replace("/", "-")
 
 
+def asset_dir_of(ckpt_prefix: str) -> str:
+    """The asset folder of a checkpoint prefix (`model_dir/model.ckpt-<step>`)."""
+    return ckpt_prefix + ".assets"
+
+
+def restore_basename(asset_dir: str, name: str, extra_restore_names=()) -> str:
+    """The saved files of table `name` in asset_dir: under its own prefix, else the first of
+    its extra_restore_names that has a checkpoint (a manifest or exact shard names; a renamed
+    table reads its old checkpoint)."""
+    for candidate in (name,) + tuple(extra_restore_names):
+        basename = os.path.join(asset_dir, table_prefix(candidate))
+        if has_checkpoint(basename):
+            return basename
+    raise CheckpointError(f"Unable to find table checkpoint in {asset_dir} for table "
+                          f"{name!r} (also tried {list(extra_restore_names)}). "
+                          f"Maybe the model structure has been changed.")
+
+
 @dataclasses.dataclass
 class _Entry:
     name: str
@@ -102,7 +120,7 @@ class CheckpointManager:
         return os.path.join(self.model_dir, f"{self.basename}-{int(step)}")
 
     def asset_dir(self, step: int) -> str:
-        return self.ckpt_prefix(step) + ".assets"
+        return asset_dir_of(self.ckpt_prefix(step))
 
     def steps(self) -> list[int]:
         """Checkpoint steps listed in the state file, oldest first."""
@@ -252,23 +270,14 @@ class CheckpointManager:
         if not os.path.isdir(asset_dir):
             raise CheckpointError(f"checkpoint assets {asset_dir} do not exist")
         # The two-step restore of engines.api (Table._stage_restore / _commit_restore).
-        staged = [(entry.table, entry.table._stage_restore(self._find_prefix(asset_dir, entry)))
+        staged = [(entry.table, entry.table._stage_restore(
+                      restore_basename(asset_dir, entry.name, entry.extra_restore_names)))
                   for entry in self._tables.values()]
         staged += [(f, f._stage_restore(os.path.join(asset_dir, f"hash_filter_{i}")))
                    for i, f in enumerate(self._filters)]
         for owner, content in staged:
             owner._commit_restore(content)
         return step
-
-    @staticmethod
-    def _find_prefix(asset_dir: str, entry: _Entry) -> str:
-        for name in (entry.name,) + entry.extra_restore_names:
-            basename = os.path.join(asset_dir, table_prefix(name))
-            if has_checkpoint(basename):
-                return basename
-        raise CheckpointError(f"Unable to find table checkpoint in {asset_dir} for table "
-                              f"{entry.name!r} (also tried {list(entry.extra_restore_names)}). "
-                              f"Maybe the model structure has been changed.")
 
     # ---- metadata ----------------------------------------------------------------------
     def to_proto(self, name: str) -> hash_table_ops_pb2.HashTableProto:

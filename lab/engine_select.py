@@ -1,15 +1,16 @@
 """Which engines a lab command runs: `--engines numpy native-cpu tensorflow:kernels=tf`.
 
-A spec is an engine name, optionally with `:key=value,...` options passed to
-`engines.get`. Unavailable engines are reported with the registry's reason and skipped, never
-replaced by another engine.
+A spec is an engine name (built-in or plug-in) or a `module:Factory` target (an engine that is
+not installed), optionally with `:key=value,...` options passed to `engines.get`; see
+`engines.registry.parse_spec`. Unavailable and broken engines are reported with the registry's
+reason and skipped, never replaced by another engine.
 """
 from __future__ import annotations
 
 import dataclasses
 
 import engines
-
+from engines.registry import is_target, parse_spec
 
 @dataclasses.dataclass(frozen=True)
 class EngineChoice:
@@ -27,26 +28,6 @@ class EngineChoice:
         return engines.get(self.name, **opts)
 
 
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
-def parse_spec(spec: str) -> tuple[str, dict]:
-    name, _, rest = spec.partition(":")
-    options = {}
-    for part in filter(None, rest.split(",")):
-        key, eq, val = part.partition("=")
-        if not eq or not key:
-            raise ValueError(f"--engines: bad option {part!r} in {spec!r} (use key=value)")
-        options[key] = _value(val)
-    return name, options
-
-
 def resolve(specs=None) -> tuple[list[EngineChoice], list[tuple[str, str]]]:
     """(usable engines, [(label, reason)] for the unusable ones). Unknown names raise
     ValueError. Default: every registered engine."""
@@ -54,8 +35,9 @@ def resolve(specs=None) -> tuple[list[EngineChoice], list[tuple[str, str]]]:
     labels = list(specs) if specs else engines.names()
     usable, unusable = [], []
     for label in labels:
-        name, options = parse_spec(label)
-        if name not in engines.names():
+        spec = parse_spec(label)
+        name, options = spec.name, spec.options
+        if not is_target(name) and name not in engines.names():
             raise ValueError(f"--engines: unknown engine {name!r}; known: {engines.names()}")
         try:
             eng = engines.get(name, **options)

@@ -6,13 +6,14 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import os
 import time
 
 import pandas as pd
 
 from lab import parity, timing
 
-SCHEMA = "hashlab-bench/1"
+SCHEMA = "hashlab-bench/2"        # 2: raw samples, CIs, load average, measure mode
 PERF_STATUSES = (parity.PASS, parity.KNOWN)     # performance is shown only for these
 
 
@@ -56,15 +57,24 @@ def _with_parity(perf: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_suite(scenarios, choices, unusable=(), *, quick: bool = False, timing_on: bool = True,
-              progress: bool = False) -> SuiteResult:
+              progress: bool = False, measure: str = timing.WALL,
+              sampling: timing.Sampling | None = None, imports=(),
+              profile: str | None = None) -> SuiteResult:
+    """Parity, then timing of what parity could run. `measure`: "wall" (seconds, paired and
+    adaptive per `sampling`; default `QUICK_SAMPLING` with --quick) or "simulated" (callgrind
+    costs). `imports`: modules the simulated child imports (test-only engines)."""
     started = time.perf_counter()
+    load_start = os.getloadavg()
+    if sampling is None:
+        sampling = timing.QUICK_SAMPLING if quick else timing.Sampling()
     rows = parity.run_parity(scenarios, choices, unusable, progress=progress)
     summary = parity.summarize(rows)
     # Time what parity could run: not the skipped pairs, not the ones that crashed.
     no_time = {(r.engine, r.scenario) for r in summary.itertuples()
                if r.status == parity.SKIPPED or str(r.note).startswith("error:")
                or "] error:" in str(r.note)}
-    perf = (timing.run_timing(scenarios, choices, no_time, progress=progress) if timing_on
+    perf = (timing.run_timing(scenarios, choices, no_time, progress=progress, measure=measure,
+                              sampling=sampling, imports=imports) if timing_on
             else pd.DataFrame(columns=timing.COLUMNS))
     perf = _with_parity(perf, summary)
     engines_info = ([{"label": c.label, "name": c.name, "options": c.options,
@@ -75,22 +85,39 @@ def run_suite(scenarios, choices, unusable=(), *, quick: bool = False, timing_on
                        for label, reason in unusable])
     meta = {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "quick": quick, "machine": timing.machine_info(), "git": timing.git_info(),
-            "scenarios": [s.name for s in scenarios],
+            "scenarios": [s.name for s in scenarios], "profile": profile,
+            "measure": measure, "sampling": dataclasses.asdict(sampling),
+            "load_avg": {"start": list(load_start), "end": list(os.getloadavg())},
             "wall_seconds": round(time.perf_counter() - started, 2)}
     return SuiteResult(rows, summary, perf, engines_info, meta)
+
+
+MAX_BENCH_BYTES = 256 << 20
 
 
 def load_bench_json(path: str) -> dict:
     """A saved bench JSON; ValueError (with the reason) when it is not one."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise ValueError(f"{path}: not a regular file")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BENCH_BYTES + 1)
     except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
+    if len(raw) > MAX_BENCH_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_BENCH_BYTES >> 20} MiB; not a bench file")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ValueError(f"{path}: nested too deeply to be a bench file") from exc
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: not a hashlab bench file (schema {SCHEMA!r} expected)")
+        found = repr(data.get("schema") if isinstance(data, dict) else None)[:40]
+        raise ValueError(f"{path}: not a hashlab bench file (schema {SCHEMA!r} expected, "
+                         f"found {found}; re-run `hashlab bench` to refresh an old one)")
     for key in ("results", "parity"):
         if not isinstance(data.get(key), list):
             raise ValueError(f"{path}: missing list {key!r}")

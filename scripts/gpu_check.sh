@@ -78,12 +78,11 @@ if [ "${GPU_CHECK_SKIP_TESTS:-0}" != "1" ]; then
   section "tests: conformance (numpy, native-cpu, native-gpu) + tests/gpu"
   XDIST=""
   $PY -c "import xdist" 2>/dev/null && XDIST="-n 8"
-  STATEFUL=""
-  [ -f tests/native/test_stateful_vs_numpy.py ] && STATEFUL="tests/native/test_stateful_vs_numpy.py"
+  # The conformance suite (stateful test included) ships in the package: --pyargs engines.testing.
   HASHLAB_ENGINES=numpy,native-cpu,native-gpu HASHLAB_STATEFUL_ENGINE=native-gpu \
     timeout 270 $PY -m pytest -q -rs -p no:cacheprovider $XDIST \
       --junitxml="$OUT_DIR/gpu_check_tests.xml" \
-      tests/conformance tests/gpu $STATEFUL 2>&1 | tail -60
+      --pyargs engines.testing tests/gpu 2>&1 | tail -60
   rc=${PIPESTATUS[0]}
   [ "$rc" = 0 ] || note_fail "tests exited with $rc (124 = timeout)"
 fi

@@ -1,10 +1,32 @@
 #!/usr/bin/env bash
-# System packages the project needs on a Debian machine: protoc 3.21 (Debian's protobuf-compiler)
-# regenerates engines/protos in the currency test. Everything else comes from pip.
+# The Debian 12 (bookworm) packages the project needs; everything else comes from pip
+# (pyproject.toml extras pinned by constraints.txt). Installs only what is missing, so it is
+# quick to re-run. Needs root or sudo.
 set -euo pipefail
-if ! command -v protoc >/dev/null 2>&1; then
+
+PACKAGES=(
+  g++ make                 # the native engine's C++ code
+  cmake ninja-build        # scikit-build-core's build (CMake >= 3.25: bookworm has 3.25)
+  python3.11 python3.11-dev python3.11-venv   # the interpreter, its headers, venv
+  protobuf-compiler        # protoc 3.21: the protobuf currency test regenerates engines/protos
+  git                      # reports and bench JSON record the commit
+  chromium fonts-dejavu-core   # headless browser: the test that renders the report page
+  valgrind                 # callgrind (+ its headers for lab.callgrind): bench --measure simulated
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing: ${missing[*]}"
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq protobuf-compiler >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
 fi
+python3.11 --version
+cmake --version | head -1
 protoc --version
+valgrind --version

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test suite, run against the package installed in .venv (not the source tree, so the
-# compiled engine is the one under test). Extra pytest arguments are passed through.
+# compiled engine is the one under test): tests/ plus the conformance suite the package ships
+# (engines.testing; pyproject's testpaths). Extra pytest arguments are passed through.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL=2

@@ -3,7 +3,7 @@ checkpoint, and the next save removes what it left (issue 11, defects 1 and 11;
 docs/checkpoints.md). Deterministic and exhaustive for the Python implementation of the
 protocol (engines/formats/shards.py, engines/model_checkpoint.py): _crash_points.py forks a
 child per step and ends it there with os._exit. The random kill -9 test on every engine is
-tests/conformance/test_crash_safety.py."""
+engines/testing/conformance/test_crash_safety.py."""
 from __future__ import annotations
 
 import json

@@ -10,7 +10,7 @@ import pytest
 import engines
 from engines.config import parse_table_config
 from engines.reference.numpy_engine import NumpyTable
-from helpers import ids, rows
+from engines.testing.helpers import ids, rows
 
 
 def _out_of_memory(*args, **kwargs):

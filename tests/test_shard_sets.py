@@ -13,7 +13,7 @@ from engines.formats import find_shard_set, read_shards, shard_name, write_shard
 from engines.formats.manifest import Manifest, ManifestShard, manifest_bytes, parse_manifest
 from engines.formats.safe_read import read_regular_file
 from engines.formats.tfrecord import encode_records
-from helpers import manifest_by_hand
+from engines.testing.helpers import manifest_by_hand
 
 
 def test_manifest_text_is_the_documented_one(tmp_path):

@@ -48,7 +48,9 @@ export PYTHONPATH="$BUILD${PYTHONPATH:+:$PYTHONPATH}"
 cd "$ROOT"
 "$PY" -c "import sys; sys.path.insert(0, '$BUILD'); import hashlab_sanitized, engines.native._native_cpu as m; \
 assert m.__file__ == '$SO', m.__file__; print('sanitized module:', m.__file__)"
-exec "$PY" -m pytest -p hashlab_sanitized -q -p no:cacheprovider tests/native \
-  tests/conformance/test_table_ops.py tests/conformance/test_bad_input.py \
-  tests/conformance/test_checkpoint_format.py tests/conformance/test_optimizer_vectors.py \
-  tests/conformance/test_model_checkpoints.py "$@"
+# The conformance modules are named as modules (--pyargs): the suite ships in engines/testing.
+CONFORMANCE=engines.testing.conformance
+exec "$PY" -m pytest -p hashlab_sanitized -q -p no:cacheprovider --pyargs tests/native \
+  $CONFORMANCE.test_table_ops $CONFORMANCE.test_bad_input $CONFORMANCE.test_checkpoint_format \
+  $CONFORMANCE.test_optimizer_vectors $CONFORMANCE.test_model_checkpoints \
+  $CONFORMANCE.test_stateful_vs_numpy "$@"

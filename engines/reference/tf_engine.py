@@ -3,13 +3,15 @@
     engines.get("tensorflow")                 # Monolith's formulas in TF math (conformant)
     engines.get("tensorflow", kernels="tf")   # TF's own sparse training kernels where TF has one
 
-This module does not import TensorFlow, so `engines.available()` can report "tensorflow is not
-installed" on machines without it (the GPU machine has none); the table lives in tf_table.
+This module does not import TensorFlow, so `engines.available()` answers at once and can report
+"tensorflow is not installed" on machines without it (the GPU machine has none); the table
+lives in tf_table, which imports TensorFlow (quietly, through tf_runtime).
 Design and measured divergences: engines/reference/TF_ENGINE.md.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 
 from engines import api
 
@@ -26,11 +28,11 @@ class TensorFlowEngine(api.Engine):
 
     @classmethod
     def probe(cls) -> None:
-        try:
-            import tensorflow  # noqa: F401
-        except ImportError as exc:
-            raise api.EngineUnavailable(f"tensorflow is not installed: {exc} (install the "
-                                        f"project's `tf` extra)") from exc
+        # Looked up, not imported: loading TensorFlow takes seconds, and listing engines
+        # must not pay for it (tf_table imports it when the first table is built).
+        if importlib.util.find_spec("tensorflow") is None:
+            raise api.EngineUnavailable("tensorflow is not installed (install the project's "
+                                        "`tf` extra)")
 
     def __init__(self, kernels: str = "monolith", threads: int | None = None):
         # `threads` is accepted so scenarios can pass it uniformly; TF sizes its own pools.

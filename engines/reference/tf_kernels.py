@@ -11,7 +11,7 @@ them with the Monolith formulas of tf_optimizers.
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+from engines.reference.tf_runtime import tf
 
 F = np.float32
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
-import tensorflow as tf
+from engines.reference.tf_runtime import tf
 
 F = np.float32
 U64 = tf.uint64

@@ -10,7 +10,7 @@ RMSprop runs in float64 as Monolith does; the Adagrad weight-decay quirk uses a 
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+from engines.reference.tf_runtime import tf
 
 F = np.float32
 F64 = tf.float64

@@ -126,7 +126,7 @@ def _beta_powers(params, steps):
 
 
 def _tf_run(case, params, dim, w, grads, lr):
-    import tensorflow as tf
+    from engines.reference.tf_runtime import tf
 
     from engines.reference import tf_kernels, tf_ops
     var = tf.Variable(w)

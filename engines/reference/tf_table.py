@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import tensorflow as tf
+from engines.reference.tf_runtime import remove_autograph_files, tf
 
 from engines import api
 from engines.formats import entry_codec, shards
@@ -66,10 +66,16 @@ tf.get_logger().addFilter(_OwnTracingNotice())
 def _exact(fn, signature):
     """tf.function of fn with a fixed signature (no retracing), run under exact_math."""
     traced = tf.function(fn, input_signature=signature)
+    converted = []
 
     def call(*args):
-        with tf_ops.exact_math():
-            return traced(*args)
+        try:
+            with tf_ops.exact_math():
+                return traced(*args)
+        finally:
+            if not converted:         # the first call traced (and AutoGraph converted) fn
+                converted.append(True)
+                remove_autograph_files()
     return call
 
 

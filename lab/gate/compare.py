@@ -1,9 +1,19 @@
 """The regression gate on two bench JSON files (`hashlab bench --save`).
 
-What is compared is each op's same-run ratio (engine median / dense-take baseline median,
-both measured in the same run), so a uniformly slower or faster machine cancels out. A ratio
-that grew by more than `threshold` (default 1.10x) is a regression. A parity status that went
-from pass to fail is a failure whatever the speed.
+Each op is compared on its paired ratio samples (engine time / baseline time, each pair
+measured back to back in the same run; `lab.timing.sampling`), so a uniformly slower or
+faster machine cancels out. Per op (`lab.gate.significance` has the statistics):
+
+- REGRESSION: the change (median ratio now / before) is above `threshold` AND significant:
+  Mann-Whitney U p-value, Benjamini-Hochberg adjusted over the ops compared, below `alpha`.
+- improved: significant and below 1 / threshold.
+- unstable: neither, but the 95% CI of the change still reaches past the threshold either
+  way (or there are too few samples to test): too noisy to decide. Reported, never failing.
+- ok: anything else (no change, or a significant one within the threshold).
+
+Simulated-cost runs (`--measure simulated`) are compared on each op's own cost (the simulated
+machine is always the same) and have no noise: there the change itself decides.
+A parity status that is `fail` now and was not before fails the gate whatever the speed.
 """
 from __future__ import annotations
 
@@ -12,24 +22,33 @@ import math
 
 import pandas as pd
 
-KEY = ("engine", "scenario", "op", "op_index", "threads")
+from lab.gate.inputs import KEY, GateUsageError, parity_rows, perf_rows
+from lab.gate.significance import adjust, compare_samples
+
 DEFAULT_THRESHOLD = 1.10
-SLOWER, FASTER, SAME = "REGRESSION", "faster", "ok"
+DEFAULT_ALPHA = 0.01
+REGRESSION, IMPROVED, OK, UNSTABLE = "REGRESSION", "improved", "ok", "unstable"
+PERF_COLUMNS = [*KEY, "measure", "base_ratio", "current_ratio", "change", "ci_low", "ci_high",
+                "p", "q", "verdict"]
 
-
-class GateUsageError(ValueError):
-    """The inputs cannot be compared (exit status 2)."""
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_THRESHOLD", "GateResult", "GateUsageError", "compare",
+           "render"]
 
 
 @dataclasses.dataclass
 class GateResult:
     perf: pd.DataFrame           # one row per compared op
-    parity: pd.DataFrame         # one row per compared engine x scenario
+    parity: pd.DataFrame         # one row per engine x scenario of the current run
     threshold: float
+    alpha: float
+    not_gated: int = 0           # ops without a baseline ratio (e.g. size)
+
+    def count(self, verdict: str) -> int:
+        return int((self.perf["verdict"] == verdict).sum()) if len(self.perf) else 0
 
     @property
     def regressions(self) -> int:
-        return int((self.perf["verdict"] == SLOWER).sum()) if len(self.perf) else 0
+        return self.count(REGRESSION)
 
     @property
     def new_failures(self) -> int:
@@ -40,65 +59,124 @@ class GateResult:
         return 1 if self.regressions or self.new_failures else 0
 
 
-def _ratio(value) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) and value > 0 else None
+def _check_settings(threshold: float, alpha: float) -> None:
+    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold)
+            and threshold > 1.0):
+        raise GateUsageError(f"--threshold must be a finite number > 1.0, got {threshold}")
+    if not (isinstance(alpha, (int, float)) and 0.0 < alpha < 1.0):
+        raise GateUsageError(f"--alpha must be between 0 and 1, got {alpha}")
 
 
-def compare(current: dict, baseline: dict, threshold: float = DEFAULT_THRESHOLD) -> GateResult:
-    if not threshold > 1.0:
-        raise GateUsageError(f"--threshold must be > 1.0, got {threshold}")
-    base_perf = {tuple(r.get(k) for k in KEY): _ratio(r.get("ratio_to_baseline"))
-                 for r in baseline["results"]}
-    rows = []
-    for r in current["results"]:
-        key = tuple(r.get(k) for k in KEY)
-        cur, base = _ratio(r.get("ratio_to_baseline")), base_perf.get(key)
-        if key not in base_perf or cur is None or base is None:
+def _verdict(change, ci_low, ci_high, q, threshold, alpha) -> str:
+    significant = q == q and q < alpha
+    if significant and change > threshold:
+        return REGRESSION
+    if significant and change < 1.0 / threshold:
+        return IMPROVED
+    if not (ci_low == ci_low and ci_high == ci_high):
+        return UNSTABLE                            # too few samples to test
+    if not significant and (ci_high > threshold or ci_low < 1.0 / threshold):
+        return UNSTABLE
+    return OK
+
+
+def compare(current: dict, baseline: dict, threshold: float = DEFAULT_THRESHOLD,
+            alpha: float = DEFAULT_ALPHA, names=("current", "baseline")) -> GateResult:
+    _check_settings(threshold, alpha)
+    cur_perf, base_perf = perf_rows(current, names[0]), perf_rows(baseline, names[1])
+    rows, not_gated = [], 0
+    for key, cur in cur_perf.items():
+        base = base_perf.get(key)
+        if base is None:
             continue
-        change = cur / base
-        verdict = SLOWER if change > threshold else FASTER if change < 1 / threshold else SAME
-        rows.append(dict(zip(KEY, key), base_ratio=base, current_ratio=cur, change=change,
-                         verdict=verdict))
-    perf = pd.DataFrame(rows, columns=[*KEY, "base_ratio", "current_ratio", "change",
-                                       "verdict"])
+        if cur["measure"] != base["measure"]:
+            raise GateUsageError(f"{key}: the current run was measured {cur['measure']!r} and "
+                                 f"the baseline {base['measure']!r}; compare like with like")
+        if base["ratio"] is None:
+            not_gated += 1                         # no baseline ratio to compare with
+            continue
+        if cur["ratio"] is None:
+            raise GateUsageError(f"{names[0]}: {key} has no ratio_to_baseline while the "
+                                 f"baseline run has one")
+        cmp = compare_samples(cur["samples"], base["samples"],
+                              exact=cur["measure"] == "simulated")
+        rows.append(dict(zip(KEY, key), measure=cur["measure"], base_ratio=base["ratio"],
+                         current_ratio=cur["ratio"], change=cmp.change, ci_low=cmp.ci_low,
+                         ci_high=cmp.ci_high, p=cmp.p))
+    perf = pd.DataFrame(rows, columns=PERF_COLUMNS)
+    if len(perf):
+        wall = perf["measure"] == "wall"
+        perf["q"] = perf["p"]                      # simulated: exact, nothing to adjust
+        if wall.any():
+            perf.loc[wall, "q"] = adjust(perf.loc[wall, "p"].tolist())
+        perf["verdict"] = [_verdict(r.change, r.ci_low, r.ci_high, r.q, threshold, alpha)
+                           for r in perf.itertuples()]
 
-    base_par = {(p["engine"], p["scenario"]): p["status"] for p in baseline["parity"]}
-    prow = []
-    for p in current["parity"]:
-        key = (p["engine"], p["scenario"])
-        if key in base_par:
-            prow.append({"engine": key[0], "scenario": key[1], "base_status": base_par[key],
-                         "current_status": p["status"],
-                         "new_failure": base_par[key] == "pass" and p["status"] == "fail"})
+    cur_par, base_par = parity_rows(current, names[0]), parity_rows(baseline, names[1])
+    prow = [{"engine": e, "scenario": s, "base_status": base_par.get((e, s), "absent"),
+             "current_status": status,
+             "new_failure": status == "fail" and base_par.get((e, s)) != "fail"}
+            for (e, s), status in cur_par.items()]
     parity = pd.DataFrame(prow, columns=["engine", "scenario", "base_status", "current_status",
                                          "new_failure"])
-    if perf.empty and parity.empty:
+    if perf.empty and not not_gated and not any(k in base_par for k in cur_par):
         raise GateUsageError("no common engine x scenario results between the two files "
-                             "(different --engines / --scenarios / --quick?)")
-    return GateResult(perf, parity, threshold)
+                             "(different --engines / --scenarios / --profile / --quick?)")
+    return GateResult(perf, parity, threshold, alpha, not_gated)
 
 
-def render(result: GateResult) -> str:
-    """The comparison as plain-text tables plus a one-line verdict."""
-    lines = []
-    if len(result.perf):
-        table = result.perf.copy()
-        for col in ("base_ratio", "current_ratio"):
-            table[col] = table[col].map(lambda v: f"{v:.3g}")
-        table["change"] = table["change"].map(lambda v: f"{v:.3f}x")
-        lines += [f"Performance (ratio = engine time / dense-take time in the same run; "
-                  f"regression when change > {result.threshold:.2f}x):",
-                  table.to_string(index=False), ""]
+def _op_name(r) -> str:
+    return f"{r.engine} {r.scenario} {r.op} (op {r.op_index}, {r.threads} thread(s))"
+
+
+def _describe(r) -> str:
+    if r.measure == "simulated":
+        return (f"{r.change:.3f}x (simulated cost {r.base_ratio:.4g} -> "
+                f"{r.current_ratio:.4g}, exact)")
+    ci = (f"95% CI {r.ci_low:.3f}-{r.ci_high:.3f}x" if r.ci_low == r.ci_low
+          else "no CI: too few samples")
+    return f"{r.change:.3f}x ({ci}), p={r.p:.2g}, q={r.q:.2g}"
+
+
+def render(result: GateResult, verbose: bool = False) -> str:
+    """Summary first (the regressions with change, CI and p), then the rest."""
+    perf = result.perf
+    counts = ", ".join(f"{result.count(v)} {v}" for v in (REGRESSION, IMPROVED, UNSTABLE, OK))
+    lines = [f"gate: {'FAIL' if result.exit_code else 'PASS'}: {result.regressions} "
+             f"regression(s) beyond {result.threshold:.2f}x, {result.new_failures} new parity "
+             f"failure(s)",
+             f"  {len(perf)} ops compared ({counts}; {result.not_gated} without a baseline "
+             f"ratio, not gated); significance: Mann-Whitney U, Benjamini-Hochberg q < "
+             f"{result.alpha:g}"]
+    for verdict, title in ((REGRESSION, "Regressions"), (UNSTABLE, "Unstable (too noisy to "
+                                                         "decide; reported, not failing)"),
+                           (IMPROVED, "Improved")):
+        chosen = perf[perf["verdict"] == verdict] if len(perf) else perf
+        if len(chosen):
+            lines.append(f"{title}:")
+            lines += [f"  {verdict} {_op_name(r)}: {_describe(r)}"
+                      for r in chosen.itertuples()]
+    if result.new_failures:
+        lines.append("New parity failures:")
+        new = result.parity[result.parity["new_failure"]]
+        lines += [f"  {r.engine} {r.scenario}: {r.base_status} -> {r.current_status}"
+                  for r in new.itertuples()]
     changed = result.parity[result.parity.base_status != result.parity.current_status] \
         if len(result.parity) else result.parity
-    lines.append(f"Parity: {len(result.parity)} engine x scenario pairs compared, "
-                 f"{len(changed)} changed status, {result.new_failures} new failure(s)")
-    if len(changed):
-        lines.append(changed.to_string(index=False))
-    verdict = ("FAIL" if result.exit_code else "PASS")
-    lines.append(f"gate: {verdict}: {result.regressions} regression(s) beyond "
-                 f"{result.threshold:.2f}x, {result.new_failures} new parity failure(s)")
+    lines.append(f"Parity: {len(result.parity)} engine x scenario pairs, {len(changed)} "
+                 f"changed status, {result.new_failures} new failure(s)")
+    if verbose and len(perf):
+        table = perf.copy()
+        for col in ("base_ratio", "current_ratio"):
+            table[col] = table[col].map(lambda v: f"{v:.4g}")
+        for col in ("change", "ci_low", "ci_high"):
+            table[col] = table[col].map(lambda v: f"{v:.3f}x")
+        for col in ("p", "q"):
+            table[col] = table[col].map(lambda v: f"{v:.2g}")
+        lines += ["", "All ops (ratio = engine / baseline in the same run; change = median "
+                      "ratio now / before):", table.to_string(index=False)]
+        if len(changed):
+            lines += ["", changed.to_string(index=False)]
+    elif len(perf):
+        lines.append("(--verbose: the full table)")
     return "\n".join(lines)

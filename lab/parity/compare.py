@@ -38,6 +38,8 @@ def _floats(actual, expected, mode, policy, what) -> Verdict:
     if a.shape != e.shape:
         return Verdict(False, note=f"{what}: shape {a.shape} != reference {e.shape}")
     a32, e32 = a.astype(np.float32), e.astype(np.float32)
+    if np.array_equal(a32.view(np.uint32), e32.view(np.uint32)):
+        return Verdict(True)       # bit-identical (the usual case): no error to measure
     stats = error_stats(a32, e32)
     if mode == EXACT:
         bad = a32.view(np.uint32) != e32.view(np.uint32)
@@ -61,11 +63,17 @@ def _ints(actual, expected, what) -> Verdict:
                                f"reference {e.tolist() if e.size < 12 else e.shape}")
 
 
+def _repeated(field) -> bool:
+    # FieldDescriptor.label is gone in protobuf 7; is_repeated is missing from old runtimes.
+    flag = getattr(field, "is_repeated", None)
+    return flag if flag is not None else field.label == FieldDescriptor.LABEL_REPEATED
+
+
 def flatten_message(msg) -> tuple[list, list]:
     """(float values, every other field value) of a protobuf message, recursively."""
     floats, exact = [], []
     for field, value in msg.ListFields():
-        values = value if field.label == FieldDescriptor.LABEL_REPEATED else [value]
+        values = value if _repeated(field) else [value]
         for v in values:
             if field.type == FieldDescriptor.TYPE_MESSAGE:
                 f2, x2 = flatten_message(v)

@@ -1,16 +1,25 @@
-"""Tables for the report: markdown (written here; pandas' to_markdown needs tabulate) and
-HTML (pandas to_html), with numbers formatted for reading."""
+"""Tables for the report: number formatting, and the same table as Markdown (pandas'
+to_markdown needs tabulate) or as HTML built here (every cell escaped, inline `code` turned
+into <code>, status cells classed for colour, each table in its own scrolling box)."""
 from __future__ import annotations
 
 import html
 import math
+import re
 
 import pandas as pd
+
+STATUSES = ("pass", "fail", "known_divergence", "skipped")
+_CODE = re.compile(r"`([^`]+)`")
 
 
 def fmt(value) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, int):
+        return f"{value:,}"
     if isinstance(value, float):
         if math.isnan(value):
             return ""
@@ -18,6 +27,15 @@ def fmt(value) -> str:
             return f"{value:.3g}"
         return f"{value:.4g}"
     return str(value)
+
+
+def inline(text) -> str:
+    """Escaped HTML for one line of our prose: `code` spans become <code>."""
+    return _CODE.sub(r"<code>\1</code>", html.escape(str(text)))
+
+
+def escape(text) -> str:
+    return html.escape(str(text))
 
 
 def markdown(df: pd.DataFrame, max_rows: int | None = None) -> str:
@@ -36,21 +54,23 @@ def markdown(df: pd.DataFrame, max_rows: int | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def html_table(df: pd.DataFrame, css_class: str = "data", status_col: str | None = None,
-               max_rows: int | None = None) -> str:
+def html_table(df: pd.DataFrame, tall: bool = False, max_rows: int | None = None) -> str:
+    """A table in a box that scrolls by itself when the table is wider than the page (or,
+    with `tall`, longer than about 30 rows), so the page never overflows."""
     if df.empty:
-        return "<p><em>(none)</em></p>"
+        return "<p class='note'>(none)</p>"
     shown = df if max_rows is None else df.head(max_rows)
-    body = shown.to_html(index=False, classes=css_class, na_rep="", border=0, escape=True,
-                         formatters={c: fmt for c in shown.columns})
-    if status_col is not None:
-        for status in ("pass", "fail", "known_divergence", "skipped"):
-            body = body.replace(f"<td>{status}</td>",
-                                f'<td class="status-{status}">{status}</td>')
-    extra = (f"<p><em>{len(df) - max_rows} more rows in the CSV</em></p>"
+    head = "".join(f"<th>{inline(c)}</th>" for c in shown.columns)
+    rows = []
+    for row in shown.itertuples(index=False):
+        cells = []
+        for value in row:
+            text = fmt(value)
+            cls = f" class='status-{text}'" if text in STATUSES else ""
+            cells.append(f"<td{cls}>{inline(text)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    extra = (f"<p class='note'>{len(df) - max_rows} more rows in the CSV</p>"
              if max_rows is not None and len(df) > max_rows else "")
-    return body + extra
-
-
-def escape(text) -> str:
-    return html.escape(str(text))
+    box = "scroll tall" if tall else "scroll"
+    return (f"<div class='{box}'><table class='data'><thead><tr>{head}</tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table></div>" + extra)

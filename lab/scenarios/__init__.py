@@ -16,7 +16,7 @@ def select(wanted=None, quick: bool = False, scenarios=None) -> list[Scenario]:
     catalog), keeping those whose name or base name is in `wanted` (all when None)."""
     pool = list(catalog() if scenarios is None else scenarios)
     if wanted:
-        known = {s.name for s in pool}
+        known = {s.name for s in pool} | {s.base_name for s in pool}
         unknown = [w for w in wanted if w not in known and not any(
             v.name == w for s in pool for v in s.resolved(quick))]
         if unknown:
@@ -24,6 +24,6 @@ def select(wanted=None, quick: bool = False, scenarios=None) -> list[Scenario]:
     out = []
     for s in pool:
         for v in s.resolved(quick):
-            if not wanted or s.name in wanted or v.name in wanted:
+            if not wanted or {s.name, s.base_name, v.name} & set(wanted):
                 out.append(v)
     return out

@@ -45,6 +45,19 @@ CATALOG = (
         sweep={"threads": (1, 2), "dedup": (False, True)},
         quick={"batch_size": 20_000, "steps": 2}, tags=("monolith",)),
     Scenario(
+        name="storage_ops",
+        description="Every storage op on one prefilled table (100,000 ids at dim 32): assign "
+                    "new values to a batch of 10,000 ids uniform over twice the prefill "
+                    "(about half of them new), assign_add to it, look it up, read 1,000 "
+                    "entries and the size.",
+        tables=(_table(dim=32, optimizer="sgd"),),
+        ops=(_op("assign"), _op("assign_add", values="ones"), _op("lookup"),
+             _op("lookup_entry", batch=1_000), _op("size")),
+        prefill=100_000, batch_size=10_000, ids=IdSpec(kind="uniform", vocab=200_000),
+        steps=5, quick={"prefill": 10_000, "batch_size": 1_000, "ids": {"vocab": 20_000},
+                        "steps": 3},
+        tags=("storage",)),
+    Scenario(
         name="lookup_sweep",
         description="Lookup throughput over batch size and dim: a table of 100,000 ids, ids "
                     "uniform over twice that range (about 50% hits, as Monolith's BM_Find).",
@@ -124,6 +137,36 @@ CATALOG = (
         batch_size=20_000, ids=IdSpec(kind="zipf", a=1.1, vocab=1_000_000), steps=20,
         quick={"batch_size": 2_000, "steps": 4}, tags=("training",)),
 )
+
+
+# TensorFlow's distributed runtime: one table sharded over ps tasks of an in-process cluster.
+SHARDED = (
+    Scenario(
+        name="sharded_lookup",
+        description="Lookup of 100,000 prefilled ids (dim 32) from a table sharded over 1, 2 "
+                    "and 4 parameter-server tasks of an in-process cluster (tf-native: TF "
+                    "partitions the ids, sends them to the tasks over gRPC on loopback and "
+                    "stitches the rows back); ps=0 is the same op library without a cluster. "
+                    "Engines that cannot shard run one local table: the single-process "
+                    "baseline next to it.",
+        tables=(_table(dim=32, optimizer="sgd"),),
+        ops=(_op("lookup"),),
+        prefill=100_000, batch_size=10_000, ids=IdSpec(kind="uniform", vocab=200_000),
+        steps=5, sweep={"ps": (0, 1, 2, 4)},
+        quick={"prefill": 10_000, "batch_size": 2_000, "ids": {"vocab": 20_000}, "steps": 3},
+        tags=("sharded",)),
+    Scenario(
+        name="sharded_optimize",
+        description="A training step on a sharded table: Adagrad apply_gradients with dedup "
+                    "on zipf(1.1) ids, then a lookup, over 1, 2 and 4 ps tasks (ps=0: no "
+                    "cluster). Every task sees every step's req_time, as one table would.",
+        tables=(_table(dim=32, optimizer="adagrad", lrs=(0.05,)),),
+        ops=(_op("apply_gradients", enable_dedup=True), _op("lookup")),
+        batch_size=10_000, ids=IdSpec(kind="zipf", a=1.1, vocab=1_000_000), steps=5,
+        sweep={"ps": (0, 1, 2, 4)},
+        quick={"batch_size": 2_000, "steps": 3}, tags=("sharded",)),
+)
+CATALOG = CATALOG + SHARDED
 
 
 def catalog() -> tuple[Scenario, ...]:

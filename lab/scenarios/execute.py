@@ -2,8 +2,15 @@
 
 `ScenarioExecution` builds the tables (and hash filters), prefills them, then runs the ops
 sequence step by step. Inputs are drawn before the timer starts; only the engine call is
-timed. With `capture=True` every op also returns what parity compares (lookups, entry bytes,
-sizes, checkpoint file digests); the timing runner leaves it off.
+measured, by a `meter` (default: wall-clock seconds; the simulated cost mode passes one that
+counts the call under callgrind). With `capture=True` every op also returns what parity
+compares (lookups, entry bytes, sizes, checkpoint file digests); the timing runner leaves it
+off, and then also deletes a table's previous checkpoint when it saves a new one.
+
+`cycle` (timing only): step s draws its inputs (ids, values, gradients) as step s % cycle
+does, while its clock (req_time, global_step) keeps counting. A timing run of any length then
+repeats the same workload instead of growing its tables step after step, so how many samples
+the runner takes does not change what it measures.
 """
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ import dataclasses
 import hashlib
 import os
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -36,6 +43,19 @@ class OpOutcome:
     row_width: int              # floats per id (for the dense-take baseline)
     seconds: float
     output: dict | None = None  # what parity compares (capture=True only)
+    files: int = 0              # checkpoint files written / read (save, restore)
+
+
+def call_label(scenario_name: str, step: int, index: int, op: str) -> str:
+    """What a meter calls one engine call (unique within a run)."""
+    return f"{scenario_name}#{step}#{index}#{op}"
+
+
+def wall_meter(fn: Callable, label: str) -> tuple[Any, float]:
+    """(fn(), its wall-clock seconds). `label` names the call (used by other meters)."""
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
 
 
 def scenario_requirements(scenario: Scenario) -> engines.Requirements:
@@ -88,11 +108,14 @@ def _digest(path: str) -> str:
 class ScenarioExecution:
     """One engine's run of one scenario. Use `setup()` once, then `run()`."""
 
-    def __init__(self, scenario: Scenario, engine, workdir: str, capture: bool = False):
+    def __init__(self, scenario: Scenario, engine, workdir: str, capture: bool = False,
+                 meter: Callable = wall_meter, cycle: int | None = None):
         self.scenario = scenario
         self.engine = engine
         self.workdir = workdir
         self.capture = capture
+        self.meter = meter
+        self.cycle = cycle
         self.tables: dict[str, Any] = {}
         self.filters: dict[str, Any] = {}
         self._last_save: dict[str, str] = {}        # table -> basename of its latest save
@@ -105,9 +128,12 @@ class ScenarioExecution:
         if tdef.hash_filter is not None:
             hf = self.engine.create_hash_filter(**dict(tdef.hash_filter))
             self.filters[tdef.name] = hf
-        return self.engine.create_table(tdef.build_config(), learning_rates=tdef.learning_rates,
-                                        hash_filter=hf, seed=tdef.seed,
-                                        monolith_quirks=tdef.monolith_quirks)
+        kwargs = dict(learning_rates=tdef.learning_rates, hash_filter=hf, seed=tdef.seed,
+                      monolith_quirks=tdef.monolith_quirks)
+        if self.scenario.ps and hasattr(self.engine, "create_sharded_table"):
+            return self.engine.create_sharded_table(tdef.build_config(), ps=self.scenario.ps,
+                                                    **kwargs)
+        return self.engine.create_table(tdef.build_config(), **kwargs)
 
     def setup(self) -> None:
         sc = self.scenario
@@ -126,7 +152,7 @@ class ScenarioExecution:
         the engine does not declare)."""
         sc = self.scenario
         for step in range(first_step, first_step + (sc.steps if steps is None else steps)):
-            step_ids = gen.draw_ids(sc.ids, sc.batch_size, sc.seed, step)
+            step_ids = gen.draw_ids(sc.ids, sc.batch_size, sc.seed, self._inputs(step))
             for index, op in enumerate(sc.ops):
                 if index in skip:
                     continue
@@ -138,16 +164,34 @@ class ScenarioExecution:
         if n is None or n == len(step_ids):
             return step_ids
         # An op with its own batch size draws its own ids (seeded by its position).
-        return gen.draw_ids(self.scenario.ids, int(n), self.scenario.seed + 1 + op_index, step)
+        return gen.draw_ids(self.scenario.ids, int(n), self.scenario.seed + 1 + op_index,
+                            self._inputs(step))
+
+    def _inputs(self, step: int) -> int:
+        """The step whose inputs step `step` draws (see `cycle`)."""
+        return step % self.cycle if self.cycle else step
 
     def run_op(self, step: int, index: int, op: OpSpec, step_ids: np.ndarray) -> OpOutcome:
         handler = getattr(self, f"_op_{op.op}")
         return handler(step, index, op, self._ids_for(op, index, step, step_ids))
 
-    def _outcome(self, step, index, op, names, n, width, seconds, output, nbytes=None):
+    def _outcome(self, step, index, op, names, n, width, seconds, output, nbytes=None,
+                 files=0):
         return OpOutcome(step, index, op.op, tuple(names), n,
                          n * width * FLOAT_BYTES if nbytes is None else nbytes, width, seconds,
-                         output if self.capture else None)
+                         output if self.capture else None, files)
+
+    def _measure(self, step, index, op, fn):
+        """(fn(), its measurement) for the engine call of op `index` at `step`."""
+        return self.meter(fn, call_label(self.scenario.name, step, index, op.op))
+
+    def _checkpoint_path(self, name, step, index) -> str:
+        """Where a table's checkpoint goes: always inside the run folder."""
+        root = os.path.realpath(self.workdir)
+        path = os.path.realpath(os.path.join(root, f"{name}-s{step}-op{index}"))
+        if os.path.dirname(path) != root:
+            raise ValueError(f"table name {name!r} would write outside the run folder")
+        return path
 
     def _size_output(self, names) -> dict:
         if not self.capture:
@@ -162,9 +206,7 @@ class ScenarioExecution:
     def _op_lookup(self, step, index, op, ids):
         name = op.table or self.scenario.tables[0].name
         t = self.tables[name]
-        start = time.perf_counter()
-        emb = t.lookup(ids)
-        sec = time.perf_counter() - start
+        emb, sec = self._measure(step, index, op, lambda: t.lookup(ids))
         self._last_lookup[name] = (ids, emb)
         return self._outcome(step, index, op, [name], len(ids), t.dim, sec,
                              {"embeddings": emb})
@@ -172,28 +214,23 @@ class ScenarioExecution:
     def _op_lookup_entry(self, step, index, op, ids):
         name = op.table or self.scenario.tables[0].name
         t = self.tables[name]
-        start = time.perf_counter()
-        entries = t.lookup_entry(ids)
-        sec = time.perf_counter() - start
+        entries, sec = self._measure(step, index, op, lambda: t.lookup_entry(ids))
         return self._outcome(step, index, op, [name], len(ids), t.dim, sec,
                              {"entries": entries})
 
     def _op_size(self, step, index, op, ids):
         name = op.table or self.scenario.tables[0].name
-        start = time.perf_counter()
-        n = self.tables[name].size()
-        sec = time.perf_counter() - start
+        n, sec = self._measure(step, index, op, lambda: self.tables[name].size())
         return self._outcome(step, index, op, [name], 0, 0, sec, {f"size[{name}]": n})
 
     def _write(self, step, index, op, ids, add):
         name = op.table or self.scenario.tables[0].name
         t = self.tables[name]
         vals = gen.values(op.args.get("values", "random"), len(ids), t.dim, self.scenario.seed,
-                          step, index)
+                          self._inputs(step), index)
         req_time = int(op.args.get("req_time", self._default_time(step)))
-        start = time.perf_counter()
-        (t.assign_add if add else t.assign)(ids, vals, req_time=req_time)
-        sec = time.perf_counter() - start
+        write = t.assign_add if add else t.assign
+        _, sec = self._measure(step, index, op, lambda: write(ids, vals, req_time=req_time))
         return self._outcome(step, index, op, [name], len(ids), t.dim, sec,
                              self._size_output([name]))
 
@@ -210,7 +247,7 @@ class ScenarioExecution:
             if last is not None and np.array_equal(last[0], ids):
                 return gen.grads_from_lookup(last[1])
             return gen.grads_from_lookup(self.tables[name].lookup(ids))
-        return gen.grads(kind, len(ids), dim, self.scenario.seed, step, index)
+        return gen.grads(kind, len(ids), dim, self.scenario.seed, self._inputs(step), index)
 
     def _op_apply_gradients(self, step, index, op, ids):
         name = op.table or self.scenario.tables[0].name
@@ -221,9 +258,7 @@ class ScenarioExecution:
                       enable_dedup=bool(op.args.get("enable_dedup", self.scenario.dedup)),
                       req_time=int(op.args.get("req_time", self._default_time(step))),
                       learning_rates=tuple(lrs) if lrs is not None else None)
-        start = time.perf_counter()
-        t.apply_gradients(ids, g, **kwargs)
-        sec = time.perf_counter() - start
+        _, sec = self._measure(step, index, op, lambda: t.apply_gradients(ids, g, **kwargs))
         return self._outcome(step, index, op, [name], len(ids), t.dim, sec,
                              self._size_output([name]))
 
@@ -231,27 +266,36 @@ class ScenarioExecution:
         name = op.table or next(t.name for t in self.scenario.tables if t.hash_filter)
         f = self.filters[name]
         dim = self.tables[name].dim
-        g = gen.grads(op.args.get("grads", "random"), len(ids), dim, self.scenario.seed, step,
-                      index)
-        start = time.perf_counter()
-        out = f.intercept_gradient(ids, g)
-        sec = time.perf_counter() - start
+        g = gen.grads(op.args.get("grads", "random"), len(ids), dim, self.scenario.seed,
+                      self._inputs(step), index)
+        out, sec = self._measure(step, index, op, lambda: f.intercept_gradient(ids, g))
         return self._outcome(step, index, op, [name], len(ids), dim, sec, {"grads": out})
 
     def _op_save(self, step, index, op, ids):
         name = op.table or self.scenario.tables[0].name
-        basename = os.path.join(self.workdir, f"{name}-s{step}-op{index}")
-        start = time.perf_counter()
-        paths = self.tables[name].save(basename, nshards=int(op.args.get("nshards", -1)))
-        sec = time.perf_counter() - start
+        t = self.tables[name]
+        basename = self._checkpoint_path(name, step, index)
+        nshards = int(op.args.get("nshards", -1))
+        paths, sec = self._measure(step, index, op, lambda: t.save(basename, nshards=nshards))
+        previous = self._last_save.get(name)
         self._last_save[name] = basename
         nbytes = sum(os.path.getsize(p) for p in paths)
         output = None
         if self.capture:
             output = {"files": {os.path.basename(p): (_digest(p), p) for p in paths}}
-        n = self.tables[name].size()
-        return self._outcome(step, index, op, [name], n, self.tables[name].dim, sec, output,
-                             nbytes=nbytes)
+        elif previous is not None and previous != basename:
+            self._delete_checkpoint(previous)      # long timing runs must not fill the disk
+        return self._outcome(step, index, op, [name], t.size(), t.dim, sec, output,
+                             nbytes=nbytes, files=len(paths))
+
+    def _checkpoint_files(self, basename) -> list[str]:
+        prefix = os.path.basename(basename) + "-"
+        return [os.path.join(self.workdir, f) for f in sorted(os.listdir(self.workdir))
+                if f.startswith(prefix)]
+
+    def _delete_checkpoint(self, basename) -> None:
+        for path in self._checkpoint_files(basename):
+            os.unlink(path)
 
     def _op_restore(self, step, index, op, ids):
         name = op.table or self.scenario.tables[0].name
@@ -262,14 +306,11 @@ class ScenarioExecution:
         if op.args.get("fresh", False):           # restore into a newly created table
             self.tables[name] = self._make_table(self.scenario.table(name))
         t = self.tables[name]
-        nbytes = sum(os.path.getsize(os.path.join(self.workdir, f))
-                     for f in os.listdir(self.workdir)
-                     if f.startswith(os.path.basename(basename) + "-"))
-        start = time.perf_counter()
-        t.restore(basename)
-        sec = time.perf_counter() - start
+        files = self._checkpoint_files(basename)
+        nbytes = sum(os.path.getsize(p) for p in files)
+        _, sec = self._measure(step, index, op, lambda: t.restore(basename))
         return self._outcome(step, index, op, [name], t.size(), t.dim, sec,
-                             self._size_output([name]), nbytes=nbytes)
+                             self._size_output([name]), nbytes=nbytes, files=len(files))
 
     # ---- fused ops ----------------------------------------------------------------------
     def _fused_layout(self, op, ids):
@@ -280,9 +321,8 @@ class ScenarioExecution:
 
     def _op_fused_lookup(self, step, index, op, ids):
         names, tables, shards, sizes = self._fused_layout(op, ids)
-        start = time.perf_counter()
-        emb, splits, id_off, emb_off, _ = self.engine.fused_lookup(tables, ids, sizes, shards)
-        sec = time.perf_counter() - start
+        (emb, splits, id_off, emb_off, _), sec = self._measure(
+            step, index, op, lambda: self.engine.fused_lookup(tables, ids, sizes, shards))
         out = {"embeddings": np.asarray(emb), "recv_splits": np.asarray(splits),
                "id_offsets": np.asarray(id_off), "emb_offsets": np.asarray(emb_off)}
         floats = int(np.asarray(emb).size)
@@ -293,17 +333,16 @@ class ScenarioExecution:
         names, tables, shards, sizes = self._fused_layout(op, ids)
         dims = np.tile([t.dim for t in tables], shards)
         total = int((sizes.astype(np.int64) * dims).sum())
-        g = gen.grads(op.args.get("grads", "random"), total, 1, self.scenario.seed, step,
-                      index).reshape(-1)
+        g = gen.grads(op.args.get("grads", "random"), total, 1, self.scenario.seed,
+                      self._inputs(step), index).reshape(-1)
         lrs = [lr for t in tables for lr in t.learning_rates]
         id_off = np.r_[0, np.cumsum(sizes)].astype(np.int32)
         emb_off = np.r_[0, np.cumsum(sizes.astype(np.int64) * dims)].astype(np.int32)
-        start = time.perf_counter()
-        self.engine.fused_apply_gradients(
-            tables, ids, ids, sizes, g, id_off, emb_off, lrs,
+        kwargs = dict(
             req_time=int(op.args.get("req_time", self._default_time(step))),
             global_step=int(op.args.get("global_step", step)), num_shards=shards,
             enable_grad_accumulation=bool(op.args.get("enable_dedup", self.scenario.dedup)))
-        sec = time.perf_counter() - start
+        _, sec = self._measure(step, index, op, lambda: self.engine.fused_apply_gradients(
+            tables, ids, ids, sizes, g, id_off, emb_off, lrs, **kwargs))
         return self._outcome(step, index, op, names, len(ids), total // max(len(ids), 1), sec,
                              self._size_output(names), nbytes=total * FLOAT_BYTES)

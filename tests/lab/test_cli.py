@@ -75,11 +75,14 @@ def test_bench_quick_saves_json(tmp_path, capsys):
                  "--save", str(out), "--no-progress"]) == 0
     assert "Timing" in capsys.readouterr().out
     data = json.loads(out.read_text())
-    assert data["schema"] == "hashlab-bench/1" and data["quick"] is True
-    assert {"machine", "git", "engines", "results", "parity", "created"} <= set(data)
+    assert data["schema"] == "hashlab-bench/2" and data["quick"] is True
+    assert {"machine", "git", "engines", "results", "parity", "created", "measure",
+            "load_avg", "sampling"} <= set(data)
     row = data["results"][0]
     assert {"engine", "scenario", "op", "threads", "median_s", "ratio_to_baseline",
-            "parity"} <= set(row)
+            "parity", "ci_low_s", "ci_high_s", "ratio_ci_low", "ratio_ci_high", "samples_s",
+            "ratio_samples", "unstable", "load_avg", "measure"} <= set(row)
+    assert row["measure"] == "wall" and len(row["samples_s"]) == row["repeats"]
     # one run gated against itself: nothing changed
     assert main(["gate", str(out), "--baseline", str(out)]) == 0
 
@@ -88,11 +91,57 @@ def test_report_writes_the_directory(tmp_path, monkeypatch):
     from lab.report import writer
     monkeypatch.setattr(writer, "oracle_table", lambda: (None, "not in this test"))
     out = tmp_path / "reports" / "tiny"
-    assert main(["report", "--quick", "--engines", "numpy", "--scenarios", "zipf_training",
-                 "--out", str(out), "--asv-results", str(tmp_path), "--no-progress"]) == 0
+    assert main(["report", "--quick", "--engines", "numpy", "native-cpu", "--scenarios",
+                 "zipf_training", "--out", str(out), "--asv-results", str(tmp_path),
+                 "--no-progress"]) == 0
     for name in ("index.html", "report.md", "parity.csv", "perf.csv", "bench.json",
-                 "parity_matrix.png"):
+                 "parity_matrix.png", "family_zipf_training.png"):
         assert (out / name).exists(), name
+    meta = json.loads((out / "bench.json").read_text())
+    assert meta["profile"] == "quick" and meta["load"]["samples"] >= 2
+    assert meta["sizes"] == [{"scenario": "zipf_training", "prefill": 0, "batch_size": 2000,
+                              "steps": 4, "warmup": 1, "threads": 1}]
+
+
+def test_report_never_silently_replaces_another_kind_of_run(tmp_path, monkeypatch):
+    from lab.report import writer
+    from lab.scenarios import profiles
+    monkeypatch.setattr(writer, "oracle_table", lambda: (None, "not in this test"))
+    common = ["--scenarios", "ttl_eviction", "--out", str(tmp_path / "r"), "--no-oracle",
+              "--no-progress", "--asv-results", str(tmp_path)]
+    base = ["--engines", "numpy", *common]
+    assert main(["report", "--quick", *base]) == 0
+    assert main(["report", "--quick", *base]) == 0                 # the same kind: refreshed
+    assert main(["report", *base]) == 2                            # the default profile
+    assert main(["report", "--quick", "--engines", "numpy", "native-cpu", *common]) == 2
+    assert main(["report", *base, "--overwrite"]) == 0
+    assert json.loads((tmp_path / "r" / "bench.json").read_text())["profile"] == "default"
+    assert main(["report", "--quick", "--full", *base]) == 2
+    assert main(["report", "--profile", "nope", *base]) == 2
+    # each profile has a folder of its own
+    folders = [profiles.rules(n)["out"] for n in profiles.names()]
+    assert len(set(folders)) == len(folders)
+
+
+def test_report_profiles_resize_and_say_so():
+    from lab.scenarios import profiles
+    profiles.check()
+    default = {s.name: s for s in profiles.catalog_for("default")}
+    full = {s.name: s for s in profiles.catalog_for("full")}
+    resized = [n for n in default if n not in full]
+    assert resized and all("[" in n for n in resized)
+    for name in resized:
+        s = default[name]
+        assert s.prefill < full[s.base_name].prefill
+        assert s.params and name == f"{s.base_name}[" + ",".join(
+            f"{k}={v}" for k, v in s.params.items()) + "]"
+    notes = profiles.resize_notes("default")
+    assert len(notes) == len(resized) and all("catalog:" in n for n in notes)
+    assert all(s.steps == full[s.base_name].steps for s in default.values())
+    quick = profiles.catalog_for("quick")
+    assert [s.name for s in quick] == list(full)
+    assert [s.to_dict() for s in quick] == [s.quick_version().to_dict()
+                                            for s in profiles.catalog_for("full")]
 
 
 def test_env_create_tfra(monkeypatch, tmp_path, capsys):
@@ -109,3 +158,101 @@ def test_env_create_tfra(monkeypatch, tmp_path, capsys):
     assert main(["env", "create", "tfra"]) == 2
     assert "not importable" in capsys.readouterr().err
     assert main(["env", "create", "other"]) == 2
+
+
+def _sweep(n):
+    return "[" + ", ".join(str(i + 1) for i in range(n)) + "]"
+
+
+HOSTILE_SCENARIOS = {
+    "ids not a table": 'name = "x"\nids = 5\n',
+    "tables not a list": 'name = "x"\ntables = 5\n',
+    "vocab a string": 'name = "x"\n[ids]\nvocab = "many"\n',
+    "steps a float": 'name = "x"\nsteps = 1e9\n',
+    "steps too many": 'name = "x"\nsteps = 1000000000\n',
+    "batch too large": 'name = "x"\nbatch_size = 100000000000\n',
+    "prefill too large": 'name = "x"\nprefill = 100000000\nbatch_size = 4000000\n',
+    "prefill memory": 'name = "x"\nprefill = 10000000\n[[tables]]\n'
+                      'config = { dim = 1024, optimizer = "sgd" }\n',
+    "work too large": 'name = "x"\nbatch_size = 4000000\nsteps = 1000\n',
+    "sweep 199^3": (f'name = "x"\n[sweep]\nbatch_size = {_sweep(199)}\n'
+                    f'threads = {_sweep(199)}\nsteps = {_sweep(199)}\n'),
+    "nshards 99999": 'name = "x"\n[[ops]]\nop = "save"\nnshards = 99999\n',
+    "table name ../../x": 'name = "x"\n[[tables]]\nname = "../../x"\n'
+                          'config = { dim = 4, optimizer = "sgd" }\n',
+    "table name /abs": 'name = "x"\n[[tables]]\nname = "/abs"\n'
+                       'config = { dim = 4, optimizer = "sgd" }\n',
+    "op table ../x": 'name = "x"\n[[ops]]\nop = "lookup"\ntable = "../x"\n',
+    "table config nested": 'name = "x"\n[[tables]]\nconfig = { dim = { a = 1 } }\n',
+    "learning_rates a string": 'name = "x"\n[[tables]]\nlearning_rates = "0.1"\n'
+                               'config = { dim = 4, optimizer = "sgd" }\n',
+    "enable_dedup a string": 'name = "x"\n[[ops]]\nop = "apply_gradients"\n'
+                             'enable_dedup = "yes"\n',
+    "filter capacity huge": 'name = "x"\n[[tables]]\nconfig = { dim = 4, optimizer = "sgd" }'
+                            '\nhash_filter = { capacity = 1000000000000 }\n',
+    "unknown filter key": 'name = "x"\n[[tables]]\nconfig = { dim = 4, optimizer = "sgd" }'
+                          '\nhash_filter = { size = 10 }\n',
+    "clock past uint32": 'name = "x"\nsteps = 100\nseconds_per_step = 100000000\n',
+    "deep nesting": 'name = "x"\nparams = { a = ' + "[" * 5000 + "]" * 5000 + " }\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_SCENARIOS))
+def test_hostile_scenario_files_exit_2_with_one_line(tmp_path, capsys, name):
+    path = tmp_path / "bad.toml"
+    path.write_text(HOSTILE_SCENARIOS[name])
+    assert main(["run", str(path), "--engines", "numpy", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hashlab: ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("payload,suffix", [
+    (b'name = "\xff\xfe"\n', ".toml"),
+    (b"[" * 200_000 + b"]" * 200_000, ".json"),
+    (b'{"scenarios": [' + b"[" * 3000 + b"]" * 3000 + b"]}", ".json"),
+    (b"x" * (2 << 20), ".toml"),
+    (b'{"name": "x", "ops": [{"op": "lookup", "batch": 1.5}]}', ".json"),
+    (b'{"name": "x", "tags": "abc"}', ".json"),
+])
+def test_unreadable_scenario_files_exit_2(tmp_path, capsys, payload, suffix):
+    path = tmp_path / f"bad{suffix}"
+    path.write_bytes(payload)
+    assert main(["run", str(path), "--engines", "numpy", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_checkpoints_stay_inside_the_run_folder(tmp_path, training_scenario):
+    import engines
+    from lab.scenarios.execute import ScenarioExecution
+    ex = ScenarioExecution(training_scenario, engines.get("numpy"), str(tmp_path / "run"))
+    assert ex._checkpoint_path("t0", 1, 2).startswith(str((tmp_path / "run").resolve()))
+    for name in ("../../x", "/abs", "a/b", "../x"):
+        with pytest.raises(ValueError, match="outside the run folder"):
+            ex._checkpoint_path(name, 0, 0)
+
+
+def test_bench_and_report_exit_1_on_parity_failure_after_writing(tmp_path, broken_engines,
+                                                                monkeypatch):
+    from lab.report import writer
+    monkeypatch.setattr(writer, "oracle_table", lambda: (None, "not in this test"))
+    bench = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--engines", "test-skipping-apply", "--scenarios",
+                 "zipf_training", "--save", str(bench), "--no-progress",
+                 "--time-cap", "0.2"]) == 1
+    assert json.loads(bench.read_text())["parity"][0]["status"] == "fail"
+    out = tmp_path / "report"
+    assert main(["report", "--quick", "--engines", "test-skipping-apply", "--scenarios",
+                 "zipf_training", "--out", str(out), "--asv-results", str(tmp_path),
+                 "--no-progress"]) == 1
+    for name in ("index.html", "report.md", "parity.csv", "bench.json"):
+        assert (out / name).exists(), name
+
+
+def test_bench_profile_and_measure_options(tmp_path, capsys):
+    assert main(["bench", "--profile", "gate", "--scenarios", "storage_ops"]) == 2
+    assert main(["bench", "--profile", "gate", "--quick"]) == 2
+    assert main(["bench", "--profile", "nope"]) == 2
+    assert main(["bench", "--quick", "--time-cap", "0", "--engines", "numpy"]) == 2
+    assert main(["bench", "--measure", "cpu"]) == 2
+    assert capsys.readouterr().err.count("Traceback") == 0

@@ -1,21 +1,33 @@
 import copy
 import json
 
+import numpy as np
 import pytest
 
 from lab.cli import main
-from lab.gate import GateUsageError, compare
+from lab.gate import GateUsageError, compare, render
+
+SCENARIO = "monolith_lookup[threads=1]"
 
 
-def _bench(ratio_lookup=10.0, ratio_apply=50.0, status="pass"):
-    def row(op, idx, ratio):
-        return {"engine": "native-cpu", "scenario": "monolith_lookup[threads=1]", "op": op,
-                "op_index": idx, "threads": 1, "median_s": ratio * 1e-4,
-                "ratio_to_baseline": ratio}
-    return {"schema": "hashlab-bench/1", "machine": {}, "git": {"commit": None},
-            "results": [row("assign_add", 0, ratio_apply), row("lookup", 1, ratio_lookup)],
-            "parity": [{"engine": "native-cpu", "scenario": "monolith_lookup[threads=1]",
-                        "status": status}]}
+def _samples(median, seed, n=40, spread=0.05):
+    return (median * np.random.default_rng(seed).lognormal(0.0, spread, n)).tolist()
+
+
+def _row(op, idx, ratio, seed, measure="wall", samples=None):
+    samples = _samples(ratio, seed) if samples is None else samples
+    return {"engine": "native-cpu", "scenario": SCENARIO, "op": op, "op_index": idx,
+            "threads": 1, "median_s": ratio * 1e-4, "measure": measure,
+            "ratio_to_baseline": float(np.median(samples)) if samples else None,
+            "ratio_samples": samples}
+
+
+def _bench(lookup=10.0, apply=50.0, status="pass", seed=0, measure="wall"):
+    return {"schema": "hashlab-bench/2", "machine": {}, "git": {"commit": None},
+            "results": [_row("assign_add", 0, apply, seed, measure),
+                        _row("lookup", 1, lookup, seed + 1, measure),
+                        _row("size", 2, 0, seed, measure, samples=[])],
+            "parity": [{"engine": "native-cpu", "scenario": SCENARIO, "status": status}]}
 
 
 def _write(tmp_path, name, data):
@@ -24,27 +36,80 @@ def _write(tmp_path, name, data):
     return str(path)
 
 
-def test_synthetic_slowdown_fails_the_gate(tmp_path, capsys):
+def test_a_run_gated_against_itself_passes(tmp_path, capsys):
     base = _write(tmp_path, "base.json", _bench())
-    cur = _write(tmp_path, "cur.json", _bench(ratio_lookup=12.0))       # 1.2x slower
+    assert main(["gate", base, "--baseline", base]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("gate: PASS") and "1 without a baseline ratio" in out
+
+
+def test_a_significant_slowdown_fails_and_names_the_op(tmp_path, capsys):
+    base = _write(tmp_path, "base.json", _bench(seed=0))
+    cur = _write(tmp_path, "cur.json", _bench(lookup=12.5, seed=10))          # 1.25x slower
     assert main(["gate", cur, "--baseline", base]) == 1
     out = capsys.readouterr().out
-    assert "REGRESSION" in out and "1.200x" in out and "gate: FAIL" in out
-    # a looser threshold lets the same change through
-    assert main(["gate", cur, "--baseline", base, "--threshold", "1.25"]) == 0
+    first, second, *rest = out.splitlines()
+    assert first.startswith("gate: FAIL: 1 regression(s)")           # the summary leads
+    regression = next(line for line in rest if line.lstrip().startswith("REGRESSION"))
+    assert f"{SCENARIO} lookup (op 1" in regression and "95% CI" in regression
+    assert "p=" in regression and "1.2" in regression
+    # a threshold above the change lets it through
+    assert main(["gate", cur, "--baseline", base, "--threshold", "1.40"]) == 0
 
 
-def test_speedup_and_noise_pass(tmp_path, capsys):
-    base = _write(tmp_path, "base.json", _bench())
-    fast = _write(tmp_path, "fast.json", _bench(ratio_lookup=5.0, ratio_apply=52.0))
-    assert main(["gate", fast, "--baseline", base]) == 0
-    out = capsys.readouterr().out
-    assert "faster" in out and "gate: PASS" in out
+def test_noise_of_the_same_distribution_passes(tmp_path, capsys):
+    for seed in range(5):
+        base = _write(tmp_path, "a.json", _bench(seed=100 + seed))
+        cur = _write(tmp_path, "b.json", _bench(seed=200 + seed))
+        assert main(["gate", cur, "--baseline", base]) == 0
+    assert "REGRESSION native" not in capsys.readouterr().out
+
+
+def test_speedup_is_improved_and_too_noisy_is_unstable():
+    base = _bench(seed=0)
+    fast = _bench(lookup=5.0, seed=3)
+    result = compare(fast, base)
+    verdicts = dict(zip(result.perf.op, result.perf.verdict))
+    assert verdicts == {"assign_add": "ok", "lookup": "improved"} and result.exit_code == 0
+    noisy = copy.deepcopy(base)
+    noisy["results"][1]["ratio_samples"] = _samples(11.0, 4, n=12, spread=0.6)
+    noisy["results"][1]["ratio_to_baseline"] = 11.0
+    result = compare(noisy, base)
+    assert dict(zip(result.perf.op, result.perf.verdict))["lookup"] == "unstable"
+    assert result.exit_code == 0 and "Unstable" in render(result)
+
+
+def _simulated(seed=0):
+    data = _bench(seed=seed, measure="simulated")
+    for row in data["results"]:                   # counts: the op's own cost is compared
+        row["cost_samples"] = [v * 1e5 for v in row["ratio_samples"]] or [5e4, 5e4]
+        row["median_cost"] = float(np.median(row["cost_samples"]))
+    return data
+
+
+def test_simulated_runs_are_exact_on_their_cost():
+    base = _simulated()
+    same = compare(copy.deepcopy(base), base)
+    assert same.exit_code == 0 and len(same.perf) == 3           # size has a cost too
+    slower = copy.deepcopy(base)
+    row = slower["results"][1]
+    row["cost_samples"] = [v * 1.12 for v in row["cost_samples"]]
+    row["median_cost"] *= 1.12
+    row["ratio_samples"] = [v * 0.5 for v in row["ratio_samples"]]   # ratios are not used
+    result = compare(slower, base)
+    assert result.exit_code == 1 and result.regressions == 1
+    assert "simulated cost" in render(result) and "exact" in render(result)
+    nan_cost = copy.deepcopy(base)
+    nan_cost["results"][0]["cost_samples"][0] = float("nan")
+    with pytest.raises(GateUsageError, match="cost_samples"):
+        compare(nan_cost, base)
+    with pytest.raises(GateUsageError, match="compare like with like"):
+        compare(_bench(seed=0), base)
 
 
 def test_new_parity_failure_fails_even_when_faster(tmp_path, capsys):
     base = _write(tmp_path, "base.json", _bench())
-    broken = _write(tmp_path, "broken.json", _bench(ratio_lookup=2.0, status="fail"))
+    broken = _write(tmp_path, "broken.json", _bench(lookup=2.0, status="fail"))
     assert main(["gate", broken, "--baseline", base]) == 1
     assert "1 new parity failure" in capsys.readouterr().out
 
@@ -54,19 +119,79 @@ def test_a_failure_that_already_failed_is_not_new():
     assert result.new_failures == 0 and result.exit_code == 0
 
 
+def _mutations():
+    """Malformed current runs; each must exit 2 with one line, never pass or crash."""
+    def results_of(f):
+        def apply(d):
+            f(d["results"][1])
+        return apply
+    return {
+        "results not a list": lambda d: d.update(results={"a": 1}),
+        "parity not a list": lambda d: d.update(parity="pass"),
+        "row not an object": lambda d: d["results"].__setitem__(0, 7),
+        "parity row not an object": lambda d: d["parity"].__setitem__(0, ["x"]),
+        "missing engine": results_of(lambda r: r.pop("engine")),
+        "op_index a string": results_of(lambda r: r.update(op_index="1")),
+        "threads a bool": results_of(lambda r: r.update(threads=True)),
+        "unknown measure": results_of(lambda r: r.update(measure="cpu")),
+        "samples not a list": results_of(lambda r: r.update(ratio_samples="1,2")),
+        "nan ratio": results_of(lambda r: r.update(ratio_to_baseline=float("nan"))),
+        "zero ratio": results_of(lambda r: r.update(ratio_to_baseline=0)),
+        "negative sample": results_of(lambda r: r["ratio_samples"].__setitem__(0, -1.0)),
+        "nan sample": results_of(lambda r: r["ratio_samples"].__setitem__(0, float("nan"))),
+        "inf sample": results_of(lambda r: r["ratio_samples"].__setitem__(0, float("inf"))),
+        "string ratio": results_of(lambda r: r.update(ratio_to_baseline="12")),
+        "ratio dropped": results_of(lambda r: r.update(ratio_to_baseline=None,
+                                                       ratio_samples=[])),
+        "duplicate row": lambda d: d["results"].append(copy.deepcopy(d["results"][1])),
+        "old schema": lambda d: d.update(schema="hashlab-bench/1"),
+        "schema missing": lambda d: d.pop("schema"),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_mutations()))
+def test_malformed_current_run_exits_2_with_one_line(tmp_path, capsys, name):
+    base = _write(tmp_path, "base.json", _bench())
+    bad = _bench()
+    _mutations()[name](bad)
+    path = _write(tmp_path, "bad.json", bad)
+    assert main(["gate", path, "--baseline", base]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hashlab: gate:") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("payload", [
+    b"{not json", b"\xff\xfe\x00garbage", b"[" * 100_000 + b"]" * 100_000, b"[]", b"null",
+    b'"hashlab-bench/2"',
+])
+def test_unreadable_files_exit_2(tmp_path, capsys, payload):
+    base = _write(tmp_path, "base.json", _bench())
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(payload)
+    assert main(["gate", str(bad), "--baseline", base]) == 2
+    assert main(["gate", base, "--baseline", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [["--threshold", "inf"], ["--threshold", "nan"],
+                                  ["--threshold", "0.9"], ["--threshold", "1"],
+                                  ["--alpha", "0"], ["--alpha", "1.5"], ["--alpha", "nan"]])
+def test_bad_settings_exit_2(tmp_path, capsys, args):
+    base = _write(tmp_path, "base.json", _bench())
+    assert main(["gate", base, "--baseline", base, *args]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
 def test_bad_usage_exits_2(tmp_path):
     base = _write(tmp_path, "base.json", _bench())
     assert main(["gate", str(tmp_path / "missing.json"), "--baseline", base]) == 2
-    bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    assert main(["gate", str(bad), "--baseline", base]) == 2
+    assert main(["gate", str(tmp_path), "--baseline", base]) == 2            # a folder
     other = copy.deepcopy(_bench())
     for r in other["results"] + other["parity"]:
         r["scenario"] = "something_else"
     assert main(["gate", _write(tmp_path, "other.json", other), "--baseline", base]) == 2
     assert main(["gate", base]) == 2                                   # no --baseline
-    assert main(["gate", _write(tmp_path, "x.json", {"schema": "nope"}), "--baseline",
-                 base]) == 2
     with pytest.raises(GateUsageError):
         compare(_bench(), _bench(), threshold=0.9)
 

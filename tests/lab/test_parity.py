@@ -122,3 +122,74 @@ def test_summary_orders_statuses(storage_scenario):
     s = summarize(rows)
     assert s.set_index("engine").status.to_dict() == {"e": "pass", "f": "fail"}
     assert s.set_index("engine").note["f"] == "bad"
+
+
+def test_entries_whose_bytes_differ_are_compared_by_value():
+    """lookup_entry outputs that differ in bytes are parsed and compared float by float (the
+    path TensorFlow's optimizer state takes), on the protobuf runtime installed here."""
+    import numpy as np
+
+    from engines.protos.embedding_hash_table_pb2 import EntryDump
+    from lab.parity.compare import EXACT, ULP, compare_outputs
+
+    def dump(value):
+        d = EntryDump()
+        d.id = 7
+        d.num.extend([np.float32(0.5), np.float32(value)])
+        return d.SerializeToString()
+    ref = [dump(1.0), b""]
+    one_ulp = [dump(np.nextafter(np.float32(1.0), np.float32(2.0))), b""]
+    near = compare_outputs({"entries": one_ulp}, {"entries": ref}, ULP)
+    assert near.ok and near.stats.max_ulp == 1, near.note
+    assert not compare_outputs({"entries": one_ulp}, {"entries": ref}, EXACT).ok
+    far = compare_outputs({"entries": [dump(1.5), b""]}, {"entries": ref}, ULP)
+    assert not far.ok and "not a valid" not in far.note
+
+
+def _one_ulp_off(record: bytes) -> bytes:
+    """The same EntryDump with its first float (an embedding or optimizer value) 1 ulp up."""
+    import numpy as np
+    from google.protobuf.descriptor import FieldDescriptor
+
+    from engines.protos.embedding_hash_table_pb2 import EntryDump
+    msg = EntryDump.FromString(record)
+
+    def bump(m) -> bool:
+        for field, value in m.ListFields():
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                for sub in (value if isinstance(value, (list,)) or hasattr(value, "add")
+                            else [value]):
+                    if bump(sub):
+                        return True
+            elif field.type == FieldDescriptor.TYPE_FLOAT:
+                if hasattr(value, "append"):                     # repeated float
+                    value[0] = float(np.nextafter(np.float32(value[0]), np.float32(np.inf)))
+                else:
+                    setattr(m, field.name,
+                            float(np.nextafter(np.float32(value), np.float32(np.inf))))
+                return True
+        return False
+    assert bump(msg)
+    return msg.SerializeToString()
+
+
+def test_lookup_entry_within_ulps_decodes_every_field():
+    """A lookup_entry that differs by an ulp is not byte-identical, so the comparison decodes
+    the EntryDumps field by field (the path the full catalog reaches for adam, amsgrad and
+    batch_softmax on tensorflow)."""
+    import numpy as np
+
+    import engines
+    from lab.parity.compare import EXACT, ULP, compare_outputs
+    for optimizer in ("adam", "amsgrad", "batch_softmax"):
+        t = engines.get("numpy").create_table(engines.table_config(dim=4, optimizer=optimizer))
+        ids = np.array([3, 5, 8], np.int64)
+        t.apply_gradients(ids, np.full((3, 4), 0.5, np.float32), global_step=1)
+        expected = t.lookup_entry(ids)
+        actual = [_one_ulp_off(expected[0])] + expected[1:]
+        assert actual[0] != expected[0]
+        ok = compare_outputs({"entries": actual}, {"entries": expected}, ULP)
+        assert ok.ok and ok.stats.max_ulp == 1, (optimizer, ok.note)
+        assert "values within tolerance" in ok.note
+        exact = compare_outputs({"entries": actual}, {"entries": expected}, EXACT)
+        assert not exact.ok and "1 of" in exact.note and "bit-exact" in exact.note, exact.note

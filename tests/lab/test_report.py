@@ -1,13 +1,21 @@
+"""The report: files, the page's structure, and charts a performance engineer can trust
+(one colour per engine, like-for-like bars, readable log axes with a direction, a parity
+matrix whose cell text agrees with its colour, error bars when the timing has them)."""
 import dataclasses
 import html
+import json
+import math
 import os
 import re
 
+import matplotlib.colors as mcolors
+import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.patches import Rectangle
 
 from lab.engine_select import resolve
-from lab.report import writer
+from lab.report import charts, style, writer
 from lab.scenarios import IdSpec, OpSpec, Scenario, TableDef
 from lab.suite import run_suite
 
@@ -20,82 +28,381 @@ def _sweep():
                     sweep={"batch_size": (16, 64), "dim": (4, 8)}).variants()
 
 
+def _threads():
+    return Scenario(name="threaded", tables=(TableDef(config={"dim": 4}),),
+                    ops=(OpSpec("assign_add"), OpSpec("lookup")), batch_size=256,
+                    ids=IdSpec(vocab=512), steps=2, sweep={"threads": (1, 2)}).variants()
+
+
+_RUNS = {}
+
+
 @pytest.fixture
 def suite(broken_engines, storage_scenario, training_scenario):
-    choices, _ = resolve(["numpy", "test-one-ulp-lookup"])
-    return run_suite([storage_scenario, training_scenario, *_sweep()], choices,
-                     [("ghost", "not built here")], quick=True)
+    """One run for the whole module (the tests only read it)."""
+    if "suite" not in _RUNS:
+        choices, _ = resolve(["numpy", "native-cpu", "test-one-ulp-lookup"])
+        result = run_suite([storage_scenario, training_scenario, *_sweep(), *_threads()],
+                           choices, [("ghost", "not built here: run `make ghost`")],
+                           quick=True)
+        result.meta.update(profile="test", profile_description="tiny scenarios", load={
+            "min": 1.5, "median": 2.5, "max": 3.0, "samples": 4})
+        _RUNS["suite"] = result
+    return _RUNS["suite"]
 
 
-def test_report_files_images_and_parity_tables(suite, tmp_path, monkeypatch):
+ORACLE = pd.DataFrame([{"optimizer": "adagrad", "max_abs_err": 1e-8, "max_rel_err": 1e-7,
+                        "max_ulp": 2.0, "explanation": "rounding order"}])
+RESIZED = ["checkpoint_4m: prefill 80,000 (catalog: 4,000,000)"]
+
+
+def _asv_results(root):
+    results = root / "vm"
+    results.mkdir(parents=True)
+    for i, commit in enumerate(["a" * 40, "b" * 40]):
+        (results / f"{commit[:8]}-env.json").write_text(json.dumps({
+            "commit_hash": commit, "date": 1_700_000_000_000 + i * 86_400_000,
+            "result_columns": ["result", "params"],
+            "results": {"bench_lookup.Lookup.time_lookup": [[0.01 + i * 0.001, None],
+                                                             [["'numpy'", "'tfra'"]]]}}))
+    return root
+
+
+@pytest.fixture
+def report(suite, tmp_path_factory, monkeypatch):
+    """(folder, write_report's answer) of one report of `suite`, written once: with an
+    oracle table, asv history, and a resized scenario in its sizes."""
+    if "report" not in _RUNS:
+        root = tmp_path_factory.mktemp("report")
+        monkeypatch.setattr(writer, "oracle_table", lambda: (ORACLE, None))
+        result = dataclasses.replace(suite, meta={
+            **suite.meta, "resized": RESIZED,
+            "sizes": [{"scenario": "checkpoint_4m[prefill=80000]", "prefill": 80_000,
+                       "batch_size": 1024, "steps": 1, "warmup": 0, "threads": 1}]})
+        written = writer.write_report(result, str(root / "out"),
+                                      asv_results=str(_asv_results(root / "asv")))
+        _RUNS["report"] = (root / "out", written)
+    return _RUNS["report"]
+
+
+@pytest.fixture
+def no_oracle(monkeypatch):
     monkeypatch.setattr(writer, "oracle_table", lambda: (None, "TensorFlow is elsewhere"))
-    out = tmp_path / "rep"
-    written = writer.write_report(suite, str(out), asv_results=str(tmp_path / "no-asv"))
+
+
+def with_ci(perf: pd.DataFrame) -> pd.DataFrame:
+    """The timing runner's confidence-interval fields, synthesised (older bench JSON lacks
+    them; the measurement runner adds them)."""
+    perf = perf.copy()
+    width = np.linspace(0.05, 0.5, len(perf))
+    perf["ci_low_s"] = perf["median_s"] * (1 - width / 2)
+    perf["ci_high_s"] = perf["median_s"] * (1 + width)
+    perf["ratio_ci_low"] = perf["ratio_to_baseline"] * (1 - width / 2)
+    perf["ratio_ci_high"] = perf["ratio_to_baseline"] * (1 + width)
+    perf["unstable"] = width > 0.4
+    perf["load_avg"] = 1.0
+    perf["measure"] = "wall"
+    return perf
+
+
+class Captured:
+    """Keeps the figures charts would have saved, to inspect what they draw."""
+
+    def __init__(self, monkeypatch):
+        self.figs = []
+        real = charts._save
+        monkeypatch.setattr(charts, "_save", lambda fig, path: (self.figs.append(fig),
+                                                                real(fig, path)))
+
+
+# ---- files and page ---------------------------------------------------------------------
+
+def test_report_files_and_images(suite, report):
+    out, written = report
     for name in ("index.html", "report.md", "parity.csv", "perf.csv"):
         assert (out / name).stat().st_size > 0
     page = (out / "index.html").read_text()
-
     images = re.findall(r"<img src='([^']+)'", page)
-    assert {"parity_matrix.png", "throughput.png", "speedup.png",
-            "batch_scaling.png"} <= set(images)
+    assert {"parity_matrix.png", "thread_scaling.png", "batch_scaling.png", "history.png",
+            "family_lookup_sweep.png", "family_tiny_training.png"} <= set(images)
+    assert set(images) == set(written["images"])
     for name in images:
         data = (out / name).read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 10_000, name
         assert not os.path.isabs(name)
-    # charts with nothing to show say why instead of drawing
-    assert "no asv results found" in page and "thread_scaling.png" in written["notes"]
-    assert "TensorFlow is elsewhere" in page
-
-    # the CSV is exactly the runner's rows
     csv = pd.read_csv(out / "parity.csv")
-    rows = suite.parity_rows
-    assert len(csv) == len(rows)
     assert csv[["scenario", "engine", "op", "status"]].astype(str).values.tolist() == \
-        rows[["scenario", "engine", "op", "status"]].astype(str).values.tolist()
-    # the HTML parity table shows every engine x scenario status of the runner
-    cells = re.findall(r"<tr>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>\s*"
-                       r"<td class=\"status-(\w+)\">", page)
-    shown = {(html.unescape(e), html.unescape(s)): st for e, s, st in cells}
-    for r in suite.parity_summary.itertuples():
-        assert shown[(r.engine, r.scenario)] == r.status
-    assert shown[("test-one-ulp-lookup", "tiny_storage")] == "fail"
-    assert shown[("ghost", "tiny_storage")] == "skipped"
+        suite.parity_rows[["scenario", "engine", "op", "status"]].astype(str).values.tolist()
+    assert "rounding order" in page                          # the oracle table
+    md = (out / "report.md").read_text()
+    assert "![parity_matrix.png](parity_matrix.png)" in md and "| engine |" in md
 
 
-def test_performance_only_for_pairs_that_passed(suite, tmp_path, monkeypatch):
-    monkeypatch.setattr(writer, "oracle_table", lambda: (None, "skipped in tests"))
-    writer.write_report(suite, str(tmp_path), asv_results=str(tmp_path))
-    perf = pd.read_csv(tmp_path / "perf.csv")
-    assert set(perf.parity) <= {"pass", "known_divergence"}
-    assert not ((perf.engine == "test-one-ulp-lookup") & (perf.scenario == "tiny_storage")
-                ).any()
-    assert (perf.engine == "numpy").any()
-    md = (tmp_path / "report.md").read_text()
-    assert "| engine | scenarios | pass |" in md and "![parity_matrix.png]" in md
+def test_charts_with_nothing_to_draw_say_why(suite, tmp_path, no_oracle):
+    no_threads = dataclasses.replace(suite, perf=suite.perf[suite.perf["threads"] == 1])
+    (tmp_path / "family_gone.png").write_bytes(PNG_MAGIC)
+    (tmp_path / "thread_scaling.png").write_bytes(PNG_MAGIC)
+    written = writer.write_report(no_threads, str(tmp_path), asv_results=str(tmp_path))
+    page = (tmp_path / "index.html").read_text()
+    assert "no asv results found" in page and "history.png" in written["notes"]
+    assert "TensorFlow is elsewhere" in page
+    assert "thread_scaling.png" in written["notes"]
+    # a second run into the same folder removes the charts it did not draw
+    assert not (tmp_path / "thread_scaling.png").exists()
+    assert not (tmp_path / "family_gone.png").exists()
 
 
-def test_oracle_table_section_and_history(suite, tmp_path, monkeypatch):
-    oracle = pd.DataFrame([{"optimizer": "adagrad", "max_abs_err": 1e-8, "max_rel_err": 1e-7,
-                            "max_ulp": 2.0, "explanation": "rounding order"}])
-    monkeypatch.setattr(writer, "oracle_table", lambda: (oracle, None))
-    results = tmp_path / "asv" / "vm"
-    results.mkdir(parents=True)
-    for i, commit in enumerate(["a" * 40, "b" * 40]):
-        (results / f"{commit[:8]}-env.json").write_text(pd.Series({
-            "commit_hash": commit, "date": 1_700_000_000_000 + i * 86_400_000,
-            "result_columns": ["result", "params"],
-            "results": {"bench_lookup.Lookup.time_lookup": [[0.01 + i * 0.001, None],
-                                                             [["'numpy'", "'tfra'"]]]},
-        }).to_json())
-    written = writer.write_report(suite, str(tmp_path / "r"), asv_results=str(tmp_path / "asv"))
-    page = (tmp_path / "r" / "index.html").read_text()
-    assert "rounding order" in page and "history.png" in written["images"]
-    assert (tmp_path / "r" / "history.png").read_bytes()[:8] == PNG_MAGIC
+def test_page_summary_first_engines_not_run_once_no_raw_markdown(report):
+    page = (report[0] / "index.html").read_text()
+    headings = re.findall(r"<h2>([^<]+)</h2>", page)
+    assert headings[0] == "Summary" and headings[1] == "Engines not run"
+    summary = page.split("<h2>Summary</h2>")[1].split("<h2>")[0]
+    assert "ghost" not in summary and "native-cpu" in summary
+    # the unavailable engine and its reason: once, in its own section
+    assert page.count("not built here") == 1 and page.count(">ghost<") == 1
+    assert "<code>make ghost</code>" in page
+    text = re.sub(r"<[^>]+>", "", page.split("<body>")[1])
+    assert "`" not in html.unescape(text), "raw Markdown backticks in the HTML"
+    assert "**" not in text
+    # every table sits in its own scrolling box
+    assert page.count("<table") == page.count("<div class='scroll")
 
 
-def test_summary_table_counts(suite):
-    summary = writer.summary_table(suite).set_index("engine")
-    assert summary.loc["numpy", "fail"] == 0 and summary.loc["numpy", "pass"] == 6
-    assert summary.loc["test-one-ulp-lookup", "fail"] >= 1
-    assert summary.loc["ghost", "skipped"] == 6
-    assert dataclasses.is_dataclass(suite)
+def test_what_ran_at_which_size_is_on_the_page(report):
+    page = (report[0] / "index.html").read_text()
+    assert RESIZED[0] in page
+    assert "<td>checkpoint_4m[prefill=80000]</td><td>80,000</td>" in page
+    assert "tiny scenarios" in page                          # the profile's description
+
+
+def test_column_names_carry_units_and_direction(suite):
+    perf = writer.perf_view(suite.perf_passing())
+    assert "median time (ms) ↓ lower is better" in perf.columns
+    assert "throughput (M ids/s) ↑ higher is better" in perf.columns
+    assert "time ÷ baseline (×) ↓ lower is better" in perf.columns
+    assert "spread: IQR (ms)" in perf.columns            # no CI fields: the IQR instead
+    ci = writer.perf_view(with_ci(suite.perf_passing()))
+    assert "95% CI of the median (ms)" in ci.columns and "unstable" in ci.columns
+    assert "95% CI of the ratio (×)" in ci.columns and set(ci["timed by"]) == {"wall"}
+    assert writer.load_from_rows(with_ci(suite.perf))["median"] == 1.0
+    assert writer.load_from_rows(suite.perf) is None
+    summary = writer.summary_table(suite)
+    assert any("ulp" in c and "lower is better" in c for c in summary.columns)
+    assert any("speedup over numpy" in c and "higher is better" in c for c in summary.columns)
+
+
+def test_summary_counts_only_engines_that_ran(suite):
+    summary = writer.summary_table(suite)
+    engines = [e.split(" ")[0] for e in summary["engine"]]
+    assert engines == ["numpy", "native-cpu", "test-one-ulp-lookup"]
+    rows = dict(zip(engines, summary.to_dict("records")))
+    assert rows["numpy"]["fail"] == 0 and rows["numpy"]["pass"] == 7
+    assert rows["numpy"]["could not run"] == 1                 # the 2-thread variant
+    assert rows["test-one-ulp-lookup"]["fail"] >= 1
+    assert rows["native-cpu"]["pass"] == 8 and rows["native-cpu"]["could not run"] == 0
+    speed = [c for c in summary.columns if c.startswith("speedup")][0]
+    assert re.match(r"[\d.]+× \([\d.]+–[\d.]+× over \d+ ops\)", rows["native-cpu"][speed])
+    not_run = writer.not_run(suite)
+    assert not_run.values.tolist() == [["ghost", "not built here: run `make ghost`"]]
+    grouped = writer.could_not_run(suite)
+    assert grouped.values.tolist()[0][:3] == ["numpy", "engine does not declare threads "
+                                              "(scenario runs 2)", 1]
+
+
+# ---- charts -----------------------------------------------------------------------------
+
+def _bars(ax):
+    return [p for p in ax.patches if isinstance(p, Rectangle) and p.get_width() != 0]
+
+
+def _labelled_ticks(ax, which):
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    lo, hi = sorted(ax.get_xlim() if which == "x" else ax.get_ylim())
+    return [t for t, label in zip(axis.get_majorticklocs(), axis.get_majorticklabels())
+            if lo <= t <= hi and label.get_text()]
+
+
+def test_one_colour_per_engine_everywhere(suite, tmp_path, monkeypatch):
+    cap = Captured(monkeypatch)
+    perf = suite.perf_passing()
+    charts.family(perf, "lookup_sweep", str(tmp_path / "f.png"))
+    charts.batch_scaling(perf, str(tmp_path / "b.png"))
+    charts.thread_scaling(perf, str(tmp_path / "t.png"), {"cpu_count_logical": 2}, None)
+    colours = {}
+    for fig in cap.figs:
+        for ax in fig.axes:
+            for line in ax.get_lines():
+                engine = str(line.get_label()).split(":")[0]
+                if engine in ("numpy", "native-cpu", "test-one-ulp-lookup"):
+                    colours.setdefault(engine, set()).add(mcolors.to_hex(line.get_color()))
+        legend_handles = fig.legends[0].legend_handles if fig.legends else []
+        for h in legend_handles:
+            colours.setdefault(h.get_label(), set()).add(mcolors.to_hex(h.get_facecolor()))
+    for engine, seen in colours.items():
+        if engine in ("numpy", "native-cpu", "test-one-ulp-lookup"):
+            assert seen == {mcolors.to_hex(style.engine_color(engine))}, engine
+    assert style.engine_color("native-cpu") == style.ENGINE_COLORS["native-cpu"]
+    assert style.engine_color("tensorflow:kernels=tf") != style.engine_color("tensorflow")
+    assert style.engine_color("x-engine") == style.engine_color("x-engine")
+
+
+def test_family_chart_one_bar_per_run_never_a_median(suite, tmp_path, monkeypatch):
+    cap = Captured(monkeypatch)
+    perf = suite.perf_passing()
+    assert charts.family(perf, "lookup_sweep", str(tmp_path / "f.png")) is None
+    fig = cap.figs[0]
+    rows = perf[(perf["base_scenario"] == "lookup_sweep") & (perf["threads"] == 1)]
+    throughput_ax = fig.axes[0]
+    assert len(_bars(throughput_ax)) == len(rows)            # one bar per timed run
+    widths = sorted(round(b.get_width()) for b in _bars(throughput_ax))
+    assert widths == sorted(round(v) for v in rows["ids_per_s"])
+    labels = [t.get_text() for t in throughput_ax.get_yticklabels()]
+    assert "batch_size=16, dim=4" in labels and "batch_size=64, dim=8" in labels
+    for ax in fig.axes:
+        assert "better" in ax.get_xlabel(), ax.get_xlabel()
+        assert ax.get_xscale() == "log" and len(_labelled_ticks(ax, "x")) >= 2
+
+
+def test_cost_and_speedup_bars_start_at_one(suite, tmp_path, monkeypatch):
+    cap = Captured(monkeypatch)
+    charts.family(suite.perf_passing(), "tiny_training", str(tmp_path / "f.png"))
+    fig = cap.figs[0]
+    cost_axes = [ax for ax in fig.axes if "÷" in ax.get_xlabel()]
+    speed_axes = [ax for ax in fig.axes if "speedup" in ax.get_xlabel()]
+    assert cost_axes and speed_axes
+    for ax in cost_axes + speed_axes:
+        assert all(math.isclose(b.get_x(), 1.0) for b in _bars(ax))
+        assert any(math.isclose(x, 1.0) for line in ax.get_lines()
+                   for x in np.atleast_1d(line.get_xdata()))
+
+
+def test_error_bars_and_unstable_marks_when_the_timing_has_them(suite, tmp_path,
+                                                                 monkeypatch):
+    cap = Captured(monkeypatch)
+    perf = with_ci(suite.perf_passing())
+    charts.family(perf, "lookup_sweep", str(tmp_path / "f.png"))
+    fig = cap.figs[0]
+    assert any(c.__class__.__name__ == "LineCollection" for c in fig.axes[0].collections)
+    assert any(b.get_hatch() for ax in fig.axes for b in _bars(ax))
+    assert "95% confidence interval" in fig._suptitle.get_text()
+    cap.figs.clear()
+    charts.family(suite.perf_passing(), "lookup_sweep", str(tmp_path / "g.png"))
+    fig = cap.figs[0]
+    assert not any(b.get_hatch() for ax in fig.axes for b in _bars(ax))
+    assert "no confidence intervals" in fig._suptitle.get_text()
+
+
+def test_thread_scaling_names_cores_and_load(suite, tmp_path, monkeypatch):
+    cap = Captured(monkeypatch)
+    why = charts.thread_scaling(suite.perf_passing(), str(tmp_path / "t.png"),
+                                {"cpu_count_logical": 2, "cpu_count_physical": 2},
+                                {"min": 1.5, "median": 2.5, "max": 3.0, "samples": 4})
+    assert why is None
+    ax = cap.figs[0].axes[0]
+    text = " ".join(t.get_text() for t in ax.texts)
+    assert "2 logical CPUs" in text and "1.5–3.0" in text and "busy" in text
+    assert "higher is better" in ax.get_ylabel()
+    assert len(_labelled_ticks(ax, "y")) >= 2
+
+
+def test_parity_matrix_engines_that_ran_and_text_matches_colour(suite, tmp_path,
+                                                                 monkeypatch):
+    cap = Captured(monkeypatch)
+    ran = writer.ran_engines(suite)
+    assert charts.parity_matrix(suite.parity_summary, str(tmp_path / "p.png"), ran=ran) \
+        is None
+    ax = cap.figs[0].axes[0]
+    columns = [t.get_text() for t in ax.get_xticklabels()]
+    assert columns == ["native-cpu", "test-one-ulp-lookup"]      # no numpy, no ghost
+    texts = {(round(t.get_position()[0] - 0.5), round(t.get_position()[1] - 0.5)):
+             t.get_text() for t in ax.texts}
+    expected = {mcolors.to_hex(c): s for s, c in style.STATUS_COLORS.items()}
+    seen = set()
+    for patch in ax.patches:
+        status = expected[mcolors.to_hex(patch.get_facecolor())]
+        text = texts[(round(patch.get_x()), round(patch.get_y()))]
+        seen.add(status)
+        assert {"pass": lambda t: t == "exact" or t.startswith("≤"),
+                "fail": lambda t: t.startswith("FAIL"),
+                "known_divergence": lambda t: t.startswith("known"),
+                "skipped": lambda t: t.startswith("not run")}[status](text), (status, text)
+    assert {"pass", "fail"} <= seen
+
+
+def test_log_axis_always_has_two_labelled_ticks():
+    import matplotlib.pyplot as plt
+    for lo, hi in ((1.1, 1.3), (0.7, 3.0), (2e3, 9e7), (5e5, 3e7), (1e-3, 1e4)):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [lo, hi])
+        style.log_axis(ax, "y", "si", [lo, hi])
+        fig.canvas.draw()
+        ticks = _labelled_ticks(ax, "y")
+        assert 2 <= len(ticks) <= 12, (lo, hi, ticks)
+        plt.close(fig)
+
+
+# ---- the page in a real browser -----------------------------------------------------------
+
+_PROBE = """<script>
+window.addEventListener("load", () => {
+  const page = document.documentElement;
+  const out = {
+    pageWidth: page.clientWidth, scrollWidth: page.scrollWidth,
+    images: [...document.images].map(i => ({src: i.getAttribute("src"),
+                                            ok: i.complete && i.naturalWidth > 0})),
+    tables: [...document.querySelectorAll("table")].map(t => {
+      const box = t.parentElement;
+      return {boxRight: box.getBoundingClientRect().right, tableWidth: t.scrollWidth,
+              boxWidth: box.clientWidth, boxScrolls: getComputedStyle(box).overflowX};
+    })};
+  const pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def _chromium():
+    import shutil
+    for name in ("chromium", "chromium-headless-shell", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _render(page_dir, width: int, tmp_path) -> dict:
+    """Load the page in headless Chromium at `width` CSS pixels; what the probe measured."""
+    import subprocess
+    probe = page_dir / f"probe-{width}.html"
+    probe.write_text((page_dir / "index.html").read_text().replace("</body>",
+                                                                    _PROBE + "</body>"))
+    env = dict(os.environ, TMPDIR=str(tmp_path), HOME=str(tmp_path))
+    try:
+        done = subprocess.run(
+            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--user-data-dir={tmp_path / f'chromium-{width}'}", "--hide-scrollbars",
+             f"--window-size={width},900", "--virtual-time-budget=15000", "--dump-dom",
+             probe.as_uri()], capture_output=True, text=True, timeout=180, env=env)
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
+    assert found, f"no probe output; chromium said: {done.stderr[-2000:]}"
+    return json.loads(html.unescape(found.group(1)))
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no headless Chromium here "
+                    "(scripts/setup-system.sh installs Debian's chromium)")
+@pytest.mark.parametrize("width", [1280, 700])
+def test_page_in_a_real_browser_images_load_and_tables_stay_inside(report, width, tmp_path):
+    seen = _render(report[0], width, tmp_path)
+    assert seen["images"] and all(i["ok"] for i in seen["images"]), seen["images"]
+    assert {i["src"] for i in seen["images"]} == set(report[1]["images"])
+    # nothing widens the page: wide tables scroll inside their own box
+    assert seen["scrollWidth"] <= seen["pageWidth"], seen
+    assert seen["tables"]
+    for t in seen["tables"]:
+        assert t["boxRight"] <= seen["pageWidth"] + 0.5, t
+        assert t["boxScrolls"] == "auto", t
+    if width == 700:       # at this width some table is wider than its box, and scrolls
+        assert any(t["tableWidth"] > t["boxWidth"] for t in seen["tables"])

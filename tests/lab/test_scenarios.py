@@ -127,3 +127,39 @@ def test_ttl_scenario_evicts_old_entries(tmp_path):
     sizes = [o.output["size[t0]"] for o in ex.run() if o.op == "size"]
     # step 1 keeps steps 0 and 1 (50,000 s apart < 1 day); step 2 drops step 0's batch
     assert sizes[1] > sizes[0] and sizes[2] < sizes[1] + sizes[0]
+
+
+def test_gate_profile_covers_every_op_family_on_native_cpu():
+    from lab.scenarios.model import OPS
+    from lab.scenarios.profiles import PROFILES, profile_scenarios
+    gate = PROFILES["gate"]
+    assert gate.engines == ("native-cpu",)
+    scenarios = profile_scenarios("gate")
+    assert {o.op for s in scenarios for o in s.ops} == OPS
+    assert all(s.threads == 1 for s in scenarios)
+    by_name = {s.name: s for s in scenarios}
+    assert by_name["checkpoint_1m"].prefill == 100_000            # resized by the profile
+    with pytest.raises(S.ScenarioError, match="unknown profile"):
+        profile_scenarios("nope")
+
+
+def test_overrides_use_the_quick_form():
+    (s,) = S.select(["lookup_sweep[batch_size=1000,dim=8]"])
+    small = s.with_overrides({"ids": {"vocab": 5}, "steps": 2})
+    assert small.ids.vocab == 5 and small.ids.kind == "uniform" and small.steps == 2
+    with pytest.raises(S.ScenarioError, match="unknown field"):
+        s.with_overrides({"stepz": 2})
+    with pytest.raises(S.ScenarioError, match="limit"):
+        s.with_overrides({"steps": 10 ** 9})
+
+
+def test_cycle_repeats_the_inputs_but_not_the_clock(tmp_path, storage_scenario):
+    ex = ScenarioExecution(storage_scenario, engines.get("numpy"), str(tmp_path), cycle=2)
+    assert [ex._inputs(s) for s in range(5)] == [0, 1, 0, 1, 0]
+    ex.setup()
+    sizes = []
+    for step in range(6):
+        outs = list(ex.run(steps=1, first_step=step))
+        sizes.append(ex.tables["t0"].size())
+        assert outs[0].op == "assign_add"
+    assert sizes[1] == sizes[3] == sizes[5]          # after one cycle the table stops growing

@@ -1,25 +1,58 @@
+import math
+import os
+
 import numpy as np
+import pandas as pd
+import pytest
 
 from lab.engine_select import resolve
-from lab.timing import COLUMNS, Baselines, run_timing
-from lab.timing.baseline import DENSE_TAKE, FROMFILE, TOFILE, kind_for
+from lab.timing import COLUMNS, Baselines, Sampling, run_timing
+from lab.timing.baseline import DENSE_TAKE, READ, WRITE_FSYNC, kind_for
 from lab.timing.stats import iqr, median, rate
+
+FIXED = Sampling.fixed(4)
 
 
 def test_timing_rows_describe_every_op(training_scenario):
     choices, _ = resolve(["numpy"])
-    perf = run_timing([training_scenario], choices)
+    perf = run_timing([training_scenario], choices, sampling=FIXED)
     assert list(perf.columns) == COLUMNS
     assert perf.op.tolist() == [o.op for o in training_scenario.ops]
-    assert (perf.repeats == training_scenario.steps).all()      # warm-up steps excluded
+    assert (perf.repeats == 4).all() and (perf.measure == "wall").all()
     assert (perf.median_s > 0).all() and (perf.iqr_s >= 0).all()
     assert perf.set_index("op").baseline.to_dict() == {
-        "apply_gradients": DENSE_TAKE, "lookup": DENSE_TAKE, "save": TOFILE,
-        "restore": FROMFILE}
+        "apply_gradients": DENSE_TAKE, "lookup": DENSE_TAKE, "save": WRITE_FSYNC,
+        "restore": READ}
     assert (perf.ratio_to_baseline > 0).all() and (perf.peak_rss_mb > 0).all()
     lookup = perf[perf.op == "lookup"].iloc[0]
     assert lookup.n_ids == 48 and np.isclose(lookup.ids_per_s, 48 / lookup.median_s)
     assert np.isclose(lookup.bytes_per_s, 48 * 4 * 4 / lookup.median_s)
+    for row in perf.itertuples():
+        # raw samples: one engine time and one paired ratio per measured step
+        assert len(row.samples_s) == 4 and len(row.ratio_samples) == 4
+        assert row.median_s == median(row.samples_s)
+        assert row.ratio_to_baseline == median(row.ratio_samples)
+        assert row.load_avg >= 0 and isinstance(row.unstable, (bool, np.bool_))
+        # four samples are too few for a 95% CI of the median: unknown, so unstable
+        assert math.isnan(row.ci_low_s) and row.unstable
+        assert row.cost_samples == [] and math.isnan(row.median_cost)
+
+
+def test_adaptive_sampling_keeps_every_raw_sample(storage_scenario):
+    choices, _ = resolve(["numpy"])
+    sampling = Sampling(min_samples=8, max_samples=12, cap_s=30.0, warmup_s=0.0)
+    perf = run_timing([storage_scenario], choices, sampling=sampling)
+    for row in perf.itertuples():
+        assert 8 <= row.repeats <= 12 and len(row.samples_s) == row.repeats
+        assert row.ci_low_s <= row.median_s <= row.ci_high_s
+        if row.op == "size":                                  # no baseline: no ratio
+            assert pd.isna(row.baseline) and row.ratio_samples == []
+            assert math.isnan(row.ratio_to_baseline)
+        else:
+            assert row.ratio_ci_low <= row.ratio_to_baseline <= row.ratio_ci_high
+            assert row.unstable == (max(row.ratio_to_baseline - row.ratio_ci_low,
+                                        row.ratio_ci_high - row.ratio_to_baseline)
+                                    / row.ratio_to_baseline > sampling.target)
 
 
 def test_skip_pairs_are_not_timed(training_scenario):
@@ -28,16 +61,32 @@ def test_skip_pairs_are_not_timed(training_scenario):
     assert perf.empty
 
 
-def test_baselines_are_cached_and_nan_without_payload(tmp_path):
-    b = Baselines(repeats=3, workdir=str(tmp_path))
-    first = b.seconds(DENSE_TAKE, 1000, 8, 100, 0)
-    assert first > 0 and b.seconds(DENSE_TAKE, 1000, 8, 100, 0) == first
-    assert np.isnan(b.seconds(None, 1000, 8, 100, 0))
-    assert np.isnan(b.seconds(TOFILE, 0, 0, 0, 0))
-    assert b.seconds(FROMFILE, 0, 0, 0, 4096) > 0
-    assert kind_for("save") == TOFILE and kind_for("size") is None
+def test_unknown_measure_is_refused(training_scenario):
+    choices, _ = resolve(["numpy"])
+    with pytest.raises(ValueError, match="measure"):
+        run_timing([training_scenario], choices, measure="cpu")
+
+
+def test_baselines_do_the_ops_work(tmp_path):
+    b = Baselines(str(tmp_path))
+    take = b.prepare(DENSE_TAKE, 1000, 8, 100, 0)
+    assert take is b.prepare(DENSE_TAKE, 1000, 8, 100, 0)          # inputs built once
+    assert take().shape == (100, 8)
+    assert b.prepare(None, 1000, 8, 100, 0) is None
+    assert b.prepare(WRITE_FSYNC, 0, 0, 0, 0) is None
+    # save's baseline writes (and fsyncs) the same bytes into as many files
+    b.prepare(WRITE_FSYNC, 0, 0, 10, 10_001, files=3)()
+    written = sorted(p for p in os.listdir(tmp_path) if not p.startswith("."))
+    assert len(written) == 3
+    assert sum(os.path.getsize(tmp_path / p) for p in written) == 10_001
+    # restore's baseline reads them back
+    assert sum(a.size for a in b.prepare(READ, 0, 0, 10, 10_001, files=3)()) == 10_001
+    # a restore without a save baseline before it writes its files first (untimed)
+    assert b.prepare(READ, 0, 0, 10, 50, files=1)()[0].size == 50
+    assert kind_for("save") == WRITE_FSYNC and kind_for("size") is None
 
 
 def test_stats_helpers():
     assert median([3, 1, 2]) == 2 and iqr([1, 2, 3, 4, 5]) == 2 and iqr([7]) == 0
     assert rate(10, 2) == 5 and np.isnan(rate(0, 1)) and np.isnan(rate(5, 0))
+    assert math.isnan(median([]))

@@ -160,7 +160,36 @@ def test_kernel_mode_exact_where_tf_matches(optimizer, fields):
 def test_import_engines_never_imports_tensorflow():
     code = ("import sys, engines, engines.reference.tf_engine, engines.tfra.engine; "
             "engines.names(); assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=_repo_root())
+    _run_python(code)
+
+
+def test_listing_engines_never_imports_tensorflow():
+    code = ("import sys, engines; infos = {i.name: i for i in engines.available()}; "
+            "assert infos['tensorflow'].available, infos['tensorflow'].reason; "
+            "engines.get('tensorflow'); "
+            "from lab.cli import main; assert main(['engines']) == 0; "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    _run_python(code)
+
+
+def test_a_tf_table_is_quiet_and_leaves_no_autograph_files(tmp_path):
+    """AutoGraph's generated sources go as soon as a function is traced, so even a process
+    that ends with os._exit (as asv's workers do) leaves nothing in the temp directory; TF's
+    start-up banners stay off stderr."""
+    import os
+    code = ("import os, numpy as np, engines\n"
+            "t = engines.get('tensorflow').create_table(engines.table_config(dim=4, "
+            "optimizer='adagrad'))\n"
+            "ids = np.array([1, 2, 2], np.int64)\n"
+            "t.apply_gradients(ids, np.ones((3, 4), np.float32), enable_dedup=True)\n"
+            "t.lookup(ids)\n"
+            "os._exit(0)\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["TMPDIR"] = str(tmp_path)
+    done = _run_python(code, env=env, capture_output=True, text=True)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("__autograph")]
+    for banner in ("cpu_feature_guard", "oneDNN", "absl::InitializeLog"):
+        assert banner not in done.stderr, done.stderr
 
 
 def test_probe_reports_missing_tensorflow():
@@ -169,7 +198,12 @@ def test_probe_reports_missing_tensorflow():
             "info = {i.name: i for i in engines.available()}['tensorflow']\n"
             "assert not info.available and info.reason.startswith("
             "'tensorflow is not installed'), info.reason\n")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=_repo_root())
+    _run_python(code)
+
+
+def _run_python(code: str, **kwargs):
+    """`code` in a fresh interpreter started in the repository root; raises if it fails."""
+    return subprocess.run([sys.executable, "-c", code], check=True, cwd=_repo_root(), **kwargs)
 
 
 def _repo_root():

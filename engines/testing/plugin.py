@@ -1,0 +1,30 @@
+"""The pytest plugin of the conformance suite: its command-line options.
+
+pytest loads it automatically wherever hashtable-lab is installed (the `pytest11` entry point),
+or explicitly with `-p engines.testing.plugin`. It adds options only: no fixtures, and no
+engine is loaded unless `--hashlab-engine` is given (importing it imports the `engines`
+package, i.e. numpy and protobuf). The suite's fixtures, engine parametrization and summary
+live in engines/testing/conformance/conftest.py and apply to the suite's tests only.
+"""
+from __future__ import annotations
+
+STATEFUL_EXAMPLES = 60
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("hashtable-lab", "hashtable-lab conformance suite (engines.testing)")
+    group.addoption(
+        "--hashlab-engine", action="append", default=[], metavar="ENGINE",
+        help="run the conformance suite on ENGINE: an engine name (built-in or plug-in) or "
+             "module:Factory, optionally followed by :key=value,... options; repeat for "
+             "several. Default: $HASHLAB_ENGINES (comma-separated), else every engine.")
+    group.addoption(
+        "--hashlab-stateful-examples", type=int, default=STATEFUL_EXAMPLES, metavar="N",
+        help=f"random op sequences the stateful test runs per engine "
+             f"(default {STATEFUL_EXAMPLES})")
+
+
+def pytest_configure(config):
+    if config.getoption("hashlab_engine"):
+        from engines.testing.selection import params_for
+        params_for(config)     # a bad --hashlab-engine is a usage error before collection

@@ -1,0 +1,88 @@
+"""Checks of the two bench files the gate compares: every row it reads must have the shape
+`hashlab bench --save` writes, and every ratio must be a positive finite number. Anything else
+is a GateUsageError naming the file, the row and the field (exit status 2), never a skipped
+row: a current run with NaN or zero ratios must not pass the gate.
+
+What is compared: wall-clock rows by their paired ratios to the baseline (machine speed
+cancels out); simulated rows by their own cost (`cost_samples`, `median_cost`), because the
+simulated machine is always the same and the engine's count is steadier than its baseline's:
+a baseline's cache misses depend on where its arrays happen to be mapped."""
+from __future__ import annotations
+
+import math
+
+KEY = ("engine", "scenario", "op", "op_index", "threads")
+MEASURES = ("wall", "simulated")
+MAX_ROWS = 100_000
+MAX_SAMPLES = 100_000
+
+
+class GateUsageError(ValueError):
+    """The inputs cannot be compared (exit status 2)."""
+
+
+def _fail(where: str, what: str):
+    raise GateUsageError(f"{where}: {what}")
+
+
+def _ratio(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(where, f"must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        _fail(where, f"must be a positive finite ratio, got {value!r}")
+    return float(value)
+
+
+def perf_rows(data: dict, name: str) -> dict[tuple, dict]:
+    """{key: {"measure", "ratio" (None: nothing to gate), "samples"}} of a bench file; for
+    simulated rows "ratio" and "samples" are the op's cost."""
+    results = data["results"]
+    if len(results) > MAX_ROWS:
+        _fail(name, f"more than {MAX_ROWS} results")
+    out = {}
+    for i, row in enumerate(results):
+        where = f"{name}: results[{i}]"
+        if not isinstance(row, dict):
+            _fail(where, f"must be an object, got {type(row).__name__}")
+        for field in KEY:
+            value = row.get(field)
+            typ = int if field in ("op_index", "threads") else str
+            if isinstance(value, bool) or not isinstance(value, typ):
+                _fail(where, f"field {field!r} must be a {typ.__name__}, got {value!r}")
+        key = tuple(row[k] for k in KEY)
+        if key in out:
+            _fail(where, f"duplicate result for {key}")
+        measure = row.get("measure")
+        if measure not in MEASURES:
+            _fail(where, f"field 'measure' must be one of {MEASURES}, got {measure!r}")
+        value, series = (("median_cost", "cost_samples") if measure == "simulated"
+                         else ("ratio_to_baseline", "ratio_samples"))
+        ratio, samples = row.get(value), row.get(series)
+        if not isinstance(samples, list):
+            _fail(where, f"field {series!r} must be a list, got {type(samples).__name__}")
+        if len(samples) > MAX_SAMPLES:
+            _fail(where, f"more than {MAX_SAMPLES} {series}")
+        if ratio is None:
+            if samples:
+                _fail(where, f"has {series} but no {value}")
+        else:
+            ratio = _ratio(ratio, f"{where}.{value}")
+            if not samples:
+                _fail(where, f"has a {value} but no {series}")
+            samples = [_ratio(v, f"{where}.{series}[{j}]") for j, v in enumerate(samples)]
+        out[key] = {"measure": measure, "ratio": ratio, "samples": samples}
+    return out
+
+
+def parity_rows(data: dict, name: str) -> dict[tuple, str]:
+    """{(engine, scenario): status} of a bench file."""
+    out = {}
+    for i, row in enumerate(data["parity"]):
+        where = f"{name}: parity[{i}]"
+        if not isinstance(row, dict):
+            _fail(where, f"must be an object, got {type(row).__name__}")
+        for field in ("engine", "scenario", "status"):
+            if not isinstance(row.get(field), str):
+                _fail(where, f"field {field!r} must be a string, got {row.get(field)!r}")
+        out[(row["engine"], row["scenario"])] = row["status"]
+    return out

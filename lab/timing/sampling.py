@@ -1,0 +1,152 @@
+"""Paired, interleaved, adaptive sampling of one scenario on one engine.
+
+Every measured step runs the scenario's ops; right after each engine call its baseline
+(`lab.timing.baseline`) runs on the same payload, so each (engine, baseline) pair is one
+ratio sample taken under the same machine conditions. Steps repeat until, for every op, the
+95% CI of the median ratio is within `target` (±5%) of it, or until the per-op time budget
+is spent. Steps cycle through the scenario's `steps` worth of inputs (`ScenarioExecution`'s
+`cycle`), so the tables reach a steady size instead of growing with the number of samples.
+Before sampling, paired steps run unrecorded for `warmup_s` seconds and at least one full
+cycle (and the scenario's `warmup` steps): page faults, caches, clock speed and table sizes
+settle first. A `meter`
+measures each call: wall-clock seconds here, callgrind counts in the simulated cost mode
+(`lab.timing.simulated`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Callable
+
+import psutil
+
+from lab.scenarios.execute import ScenarioExecution, call_label, wall_meter
+from lab.timing.baseline import Baselines, kind_for
+from lab.timing.stats import relative_half_width
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """When to stop sampling a scenario: after `min_samples` once every op's median ratio is
+    known to ±`target` (95% CI), after `max_samples` in any case, and once `cap_s` seconds
+    per measured op have passed (but never before `floor` samples). `warmup_s`: unrecorded
+    paired steps first, for at least that long."""
+    min_samples: int = 10
+    max_samples: int = 300
+    target: float = 0.05
+    cap_s: float = 3.0
+    floor: int = 3
+    warmup_s: float = 1.0
+    max_warmup_steps: int = 200
+
+    @classmethod
+    def fixed(cls, n: int) -> "Sampling":
+        """Exactly n samples after the scenario's own warm-up (deterministic meters need no
+        more)."""
+        return cls(min_samples=n, max_samples=n, cap_s=float("inf"), floor=n, warmup_s=0.0)
+
+    def converged(self, samples: "OpSamples") -> bool:
+        return relative_half_width(samples.precision_series()) <= self.target
+
+    def done(self, ops: list["OpSamples"], elapsed: float) -> bool:
+        if not ops:
+            return True
+        n = min(len(o.engine) for o in ops)
+        if n >= self.max_samples:
+            return True
+        if n >= self.min_samples and all(self.converged(o) for o in ops):
+            return True
+        return n >= self.floor and elapsed >= self.cap_s * len(ops)
+
+
+QUICK_SAMPLING = Sampling(min_samples=5, max_samples=30, cap_s=0.5, warmup_s=0.1)
+
+
+@dataclasses.dataclass
+class OpSamples:
+    """Raw measurements of one op of a scenario, in call order."""
+    index: int
+    op: str
+    kind: str | None                      # its baseline (None: the op has none)
+    row_width: int = 0
+    engine: list = dataclasses.field(default_factory=list)     # one per engine call
+    baseline: list = dataclasses.field(default_factory=list)   # paired; nan without one
+    n_ids: list = dataclasses.field(default_factory=list)
+    nbytes: list = dataclasses.field(default_factory=list)
+    labels: list = dataclasses.field(default_factory=list)     # the meter's call labels
+    load: list = dataclasses.field(default_factory=list)       # 1-min load avg per step
+
+    def ratios(self) -> list[float]:
+        return [e / b for e, b in zip(self.engine, self.baseline) if b == b and b > 0]
+
+    def precision_series(self) -> list[float]:
+        """What the precision target applies to: the paired ratios, or the engine times for
+        an op without a baseline."""
+        return self.ratios() if self.kind is not None else list(self.engine)
+
+
+def baseline_label(label: str) -> str:
+    return f"{label}#baseline"
+
+
+def rss_bytes(proc: psutil.Process) -> int:
+    """This process plus its children (out-of-process engines run their tables there)."""
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def sample_scenario(scenario, engine, workdir: str, baselines: Baselines, sampling: Sampling,
+                    meter: Callable = wall_meter, skip: frozenset = frozenset(),
+                    observe: bool = True) -> tuple[dict[int, OpSamples], int]:
+    """({op index: OpSamples}, peak RSS bytes) for one engine on one scenario. Warm-up steps
+    run with a plain wall clock and are dropped. `observe=False` leaves out the machine
+    readings (RSS, load average): their varying values would change the process's heap
+    between runs, and with it the simulated mode's counts."""
+    ex = ScenarioExecution(scenario, engine, workdir, capture=False, meter=wall_meter,
+                           cycle=scenario.steps)
+    ex.setup()
+    proc = psutil.Process() if observe else None
+    peak = rss_bytes(proc) if observe else 0
+    step, start = 0, time.perf_counter()
+    least = scenario.warmup + scenario.steps
+    while step < least or (time.perf_counter() - start < sampling.warmup_s
+                           and step < sampling.max_warmup_steps):
+        _paired_step(ex, scenario, step, baselines, wall_meter, skip, {}, observe)
+        step += 1
+    ex.meter = meter
+    ops: dict[int, OpSamples] = {}
+    start = time.perf_counter()
+    while True:
+        _paired_step(ex, scenario, step, baselines, meter, skip, ops, observe)
+        if observe:
+            peak = max(peak, rss_bytes(proc))
+        step += 1
+        if sampling.done(list(ops.values()), time.perf_counter() - start):
+            return ops, peak
+
+
+def _paired_step(ex, scenario, step, baselines, meter, skip, ops, observe) -> None:
+    """One step of the scenario, each engine call followed by its baseline; recorded in
+    `ops`."""
+    load = os.getloadavg()[0] if observe else float("nan")
+    for out in ex.run(steps=1, first_step=step, skip=skip):
+        rec = ops.get(out.index)
+        if rec is None:
+            rec = ops[out.index] = OpSamples(out.index, out.op, kind_for(out.op),
+                                             out.row_width)
+        label = call_label(scenario.name, step, out.index, out.op)
+        base = baselines.prepare(rec.kind, scenario.prefill, out.row_width, out.n_ids,
+                                 out.nbytes, out.files)
+        base_value = meter(base, baseline_label(label))[1] if base else float("nan")
+        rec.engine.append(out.seconds)
+        rec.baseline.append(base_value)
+        rec.n_ids.append(out.n_ids)
+        rec.nbytes.append(out.nbytes)
+        rec.labels.append(label)
+        rec.load.append(load)

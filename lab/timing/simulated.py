@@ -1,0 +1,174 @@
+"""The simulated cost mode (`hashlab bench --measure simulated`): each op counted by
+valgrind's callgrind instead of timed, so the same code gives the same numbers on any machine
+and under any load.
+
+One child process per engine (`lab.timing.sim_child`) runs under
+`valgrind --tool=callgrind --instr-atstart=no`: set-up, prefill and warm-up run without
+instrumentation; each engine call and each baseline call is wrapped by
+`lab.callgrind.measured_call`, which switches instrumentation on, zeroes the counters, makes
+the call, dumps the counters under the call's label and switches instrumentation off. This
+module reads the dumps back and turns each into a cost:
+
+    cost = Ir + 10 x (I1mr + D1mr + D1mw) + 100 x (ILmr + DLmr + DLmw)
+
+(instructions, plus level-1 and last-level cache misses weighted by typical latencies in
+cycles; the usual callgrind "estimated cycles"). The cache model is fixed (32 KiB 8-way L1s,
+8 MiB 16-way LL, 64-byte lines) rather than read from the host, and the child gets a fixed
+minimal environment (`child_environment`), so two runs of the same code on one thread give
+identical counts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from lab.timing.rows import SIMULATED, perf_row
+from lab.timing.sampling import OpSamples, baseline_label
+
+CACHE_MODEL = ["--I1=32768,8,64", "--D1=32768,8,64", "--LL=8388608,16,64"]
+L1_CYCLES, LL_CYCLES = 10, 100
+TARGET = 0.0          # counts carry no noise: nothing is "unstable"
+TRIGGER = "desc: Trigger: Client Request: "
+
+
+def valgrind_command(out_prefix: str, log: str) -> list[str]:
+    return ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--cache-sim=yes",
+            *CACHE_MODEL, "--dump-instr=no", "--dump-line=no",
+            f"--callgrind-out-file={out_prefix}", f"--log-file={log}"]
+
+
+def cost(events: dict) -> float:
+    return float(events.get("Ir", 0) + L1_CYCLES * l1_misses(events)
+                 + LL_CYCLES * ll_misses(events))
+
+
+def l1_misses(events: dict) -> int:
+    return sum(events.get(k, 0) for k in ("I1mr", "D1mr", "D1mw"))
+
+
+def ll_misses(events: dict) -> int:
+    return sum(events.get(k, 0) for k in ("ILmr", "DLmr", "DLmw"))
+
+
+def read_dump(path: str) -> tuple[str, dict]:
+    """(the label it was dumped under, {event: total count}) of one callgrind.out file."""
+    label, names, totals = None, None, None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith(TRIGGER):
+                label = line[len(TRIGGER):].strip()
+            elif line.startswith("events:"):
+                names = line.split()[1:]
+            elif line.startswith(("totals:", "summary:")) and totals is None:
+                totals = [int(x) for x in line.split()[1:]]
+    if label is None or names is None or totals is None:
+        raise ValueError(f"{path}: not a callgrind dump of a measured call")
+    return label, dict(zip(names, totals + [0] * (len(names) - len(totals))))
+
+
+def read_dumps(folder: str, prefix: str) -> dict[str, dict]:
+    out = {}
+    for name in os.listdir(folder):
+        if name.startswith(prefix + "."):
+            label, events = read_dump(os.path.join(folder, name))
+            out[label] = events
+    return out
+
+
+def child_environment() -> dict:
+    """A fixed, minimal environment: the child's heap layout (and so its counts) must not
+    depend on who started it from where, and no idle library thread pool (OpenBLAS starts
+    one per core) may run while a call is counted."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0",
+           "LC_ALL": "C.UTF-8", "TF_CPP_MIN_LOG_LEVEL": "2", "OPENBLAS_NUM_THREADS": "1",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.update((k, v) for k, v in os.environ.items() if k.startswith("HASHLAB_"))
+    return env
+
+
+def unavailable_reason() -> str | None:
+    from lab.callgrind import unavailable_reason as why
+    return why()
+
+
+def run_simulated(todo, progress: bool = False, workdir: str | None = None,
+                  imports=()) -> list[dict]:
+    """Perf rows for (scenario, engine choice) pairs, one valgrind child per engine."""
+    why = unavailable_reason()
+    if why:
+        raise RuntimeError(f"--measure simulated: {why}")
+    by_engine: dict[str, tuple] = {}
+    for scenario, choice in todo:
+        by_engine.setdefault(choice.label, (choice, []))[1].append(scenario)
+    rows = []
+    for choice, scenarios in by_engine.values():
+        if progress:
+            print(f"simulated: {choice.label}: {len(scenarios)} scenario(s) under callgrind",
+                  file=sys.stderr, flush=True)
+        rows.extend(_run_engine(choice, scenarios, workdir, imports))
+    return rows
+
+
+def _run_engine(choice, scenarios, workdir, imports) -> list[dict]:
+    root = tempfile.mkdtemp(prefix="hashlab-simulated-", dir=workdir)
+    try:
+        job, result, log = (os.path.join(root, n) for n in ("job.json", "result.json",
+                                                             "valgrind.log"))
+        with open(job, "w", encoding="utf-8") as f:
+            json.dump({"engine": {"label": choice.label, "name": choice.name,
+                                  "options": choice.options},
+                       "scenarios": [s.to_dict() for s in scenarios],
+                       "imports": [os.path.abspath(i) if os.path.exists(i) else i
+                                   for i in imports],
+                       "workdir": os.path.join(root, "work"), "result": result}, f)
+        prefix = "callgrind.out"
+        cmd = [*valgrind_command(os.path.join(root, prefix), log), sys.executable, "-P", "-m",
+               "lab.timing.sim_child", job]
+        env = child_environment()
+        load = os.getloadavg()[0]
+        proc = subprocess.run(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True)   # fixed stdio: same start
+        load = (load + os.getloadavg()[0]) / 2        # the rows' load_avg: over the child
+        if proc.returncode != 0 or not os.path.exists(result):
+            tail = (proc.stderr or "").strip().splitlines()[-5:]
+            print(f"simulated: {choice.label} failed (exit {proc.returncode}): "
+                  + " | ".join(tail), file=sys.stderr)
+            return []
+        with open(result, encoding="utf-8") as f:
+            outcome = json.load(f)
+        counts = read_dumps(root, prefix)
+        by_name = {s.name: s for s in scenarios}
+        rows = []
+        for entry in outcome:
+            if entry.get("error"):
+                print(f"simulated: {choice.label} on {entry['scenario']}: {entry['error']}",
+                      file=sys.stderr)
+                continue
+            scenario = by_name[entry["scenario"]]
+            for op in entry["ops"]:
+                rec, events = _with_costs(OpSamples(**op), counts)
+                rec.load = [load]
+                rows.append(perf_row(scenario, choice.label, rec, float("nan"), SIMULATED,
+                                     TARGET, events))
+        return rows
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _with_costs(rec: OpSamples, counts: dict) -> tuple[OpSamples, dict]:
+    """rec with its engine and baseline entries replaced by costs, plus per-call counts."""
+    events = {"instructions": [], "l1_misses": [], "ll_misses": []}
+    rec.engine, rec.baseline = [], []
+    for label in rec.labels:
+        ev = counts[label]
+        rec.engine.append(cost(ev))
+        base = counts.get(baseline_label(label))
+        rec.baseline.append(cost(base) if base is not None else float("nan"))
+        events["instructions"].append(ev.get("Ir", 0))
+        events["l1_misses"].append(l1_misses(ev))
+        events["ll_misses"].append(ll_misses(ev))
+    return rec, events
