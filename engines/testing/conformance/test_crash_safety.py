@@ -8,8 +8,8 @@ journalled pair of renames used where there is no exchange). Each trial starts a
 process (_crash_child.py) that saves the new content over the old and kills it at a moment
 drawn, stratified over the trials, from 0 to 1.2x the time one save took in that child.
 
-Trials per case: HASHLAB_CRASH_TRIALS (default 10; 3 for tensorflow, whose child needs about
-20 s to start TensorFlow on a loaded machine). HASHLAB_CRASH_REPORT=<file> appends one JSON
+Trials per case: HASHLAB_CRASH_TRIALS (default 10; 3 for tensorflow and tf-native, whose child
+needs about 20 s to start TensorFlow on a loaded machine). HASHLAB_CRASH_REPORT=<file> appends one JSON
 line per engine and case (trials, completed before the kill, old, new, mixed, unrestorable,
 trials whose leftovers the next save did not remove).
 """
@@ -34,7 +34,7 @@ from engines.testing.helpers import require
 pytestmark = pytest.mark.conformance_area("checkpoints")
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_crash_child.py")
-SLOW_START = {"tensorflow"}
+SLOW_START = {"tensorflow", "tf-native"}
 START_TIMEOUT_S = 600
 
 
