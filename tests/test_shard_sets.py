@@ -138,3 +138,23 @@ def test_expected_size_is_checked_before_reading(tmp_path):
     assert read_regular_file(str(path), expected_size=5) == b"12345"
     with pytest.raises(CheckpointError, match="5 bytes, the checkpoint manifest says 4"):
         read_regular_file(str(path), expected_size=4)
+
+
+def test_a_failed_shard_write_leaves_no_temporary(tmp_path, monkeypatch):
+    base = str(tmp_path / "t")
+    write_shards(base, [[b"a"], [b"b"]])
+    calls = []
+    real = os.fsync
+
+    def fail_second(fd):
+        calls.append(fd)
+        if len(calls) == 2:                     # the second shard's fsync
+            raise OSError(28, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fail_second)
+    with pytest.raises(OSError, match="No space"):
+        write_shards(base, [[b"c"], [b"d"]])
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["t-00000-of-00002", "t-00001-of-00002", "t.manifest"]
+    assert read_shards(base) == [[b"a"], [b"b"]]

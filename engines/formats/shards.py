@@ -194,12 +194,18 @@ def _remove_leftovers(basename: str, directory: str, prefix: str) -> set[str]:
 
 
 def _write_new_file(path: str, data: bytes) -> None:
-    # O_EXCL: never clobber a file that happens to have the temporary name.
+    """Create path (O_EXCL: never clobber a file that happens to have the temporary name),
+    write data, fsync; on failure the file is removed."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    with open(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        raise
 
 
 def _names_our_temps(basename: str, staged: list[ManifestShard]) -> bool:
