@@ -10,6 +10,7 @@ namespace hashlab {
 namespace {
 
 constexpr int kAhead = 16;        // ids between issuing a prefetch and using its line
+constexpr int kBlock = 16;        // ids per lookup pipeline stage
 constexpr int64_t kReadGrain = 4096;  // ids per dynamically claimed chunk of a read
 constexpr int64_t kMaxTime = (int64_t{1} << 32) - 1;
 
@@ -121,45 +122,57 @@ void check_req_time(int64_t req_time) {
 
 // ---- reads ---------------------------------------------------------------------------------
 
-// Lookup runs a software pipeline over each chunk: the id's home slot is prefetched kAhead ids
-// before it is probed, and the found row kAhead ids before it is copied, so two DRAM misses per
-// id overlap with the work on the ids in between instead of stalling it.
+// Lookup runs a software pipeline over each chunk (below), so the two DRAM misses of an id (its
+// slot, then its row) overlap with other ids' work. Measured: loops over whole blocks of
+// independent ids are about twice as fast as one id per iteration through all three stages
+// (the out-of-order core overlaps a block's misses); block sizes 16..64 perform alike.
 void Table::lookup(const int64_t* ids, int64_t n, float* out) const {
   std::shared_lock<std::shared_mutex> lk(mu_);
   const int64_t D = cfg_.dim;
   const int64_t row_bytes = D * 4;
   const int64_t grain = n < kMinParallel ? n : kReadGrain;
   pool_->for_chunks(n, grain, [&](int64_t b, int64_t e, int) {
-    constexpr int kRing = 2 * kAhead;  // ids in flight: kAhead probing, kAhead copying
-    int64_t rid[kRing];
-    uint64_t rh[kRing];
-    const float* rrow[kRing];
-    const int64_t m = e - b;
-    for (int64_t j = 0; j < m + 2 * kAhead; ++j) {
-      if (j < m) {  // stage 1: read the id once, hash it, prefetch its home slot
-        const int64_t id = ids[b + j];
-        const uint64_t h = Partition::hash_of(id);
-        rid[j % kRing] = id;
-        rh[j % kRing] = h;
-        parts_[part_of(h)]->prefetch(h);
+    // Blocks of kBlock ids move through three stages, one block apart: (1) read the id once,
+    // hash it, prefetch its home slot; (2) probe, prefetch the row; (3) copy the row. Each
+    // stage loops over a whole block of independent ids, so their misses overlap.
+    int64_t bid[3][kBlock];
+    uint64_t bh[3][kBlock];
+    const float* brow[3][kBlock];
+    const int64_t nblocks = (e - b + kBlock - 1) / kBlock;
+    auto len_of = [&](int64_t k) { return std::min<int64_t>(kBlock, e - (b + k * kBlock)); };
+    for (int64_t k = -2; k < nblocks; ++k) {
+      if (k + 2 < nblocks) {
+        const int64_t s = b + (k + 2) * kBlock, len = len_of(k + 2);
+        int64_t* ids_k = bid[(k + 2) % 3];
+        uint64_t* h_k = bh[(k + 2) % 3];
+        for (int64_t j = 0; j < len; ++j) {
+          ids_k[j] = ids[s + j];
+          h_k[j] = Partition::hash_of(ids_k[j]);
+          parts_[part_of(h_k[j])]->prefetch(h_k[j]);
+        }
       }
-      const int64_t p = j - kAhead;  // stage 2: probe, prefetch the row
-      if (p >= 0 && p < m) {
-        const uint64_t h = rh[p % kRing];
-        const Partition& part = *parts_[part_of(h)];
-        const uint32_t r = part.find(rid[p % kRing], h);
-        const float* row = r == Partition::kEmpty ? nullptr : part.row_ptr(r);
-        rrow[p % kRing] = row;
-        if (row) prefetch_row(row, row_bytes);
+      if (k + 1 >= 0 && k + 1 < nblocks) {
+        const int64_t len = len_of(k + 1);
+        const int64_t* ids_k = bid[(k + 1) % 3];
+        const uint64_t* h_k = bh[(k + 1) % 3];
+        const float** rows_k = brow[(k + 1) % 3];
+        for (int64_t j = 0; j < len; ++j) {
+          const Partition& part = *parts_[part_of(h_k[j])];
+          const uint32_t r = part.find(ids_k[j], h_k[j]);
+          rows_k[j] = r == Partition::kEmpty ? nullptr : part.row_ptr(r);
+          if (rows_k[j]) prefetch_row(rows_k[j], row_bytes);
+        }
       }
-      const int64_t c = j - 2 * kAhead;  // stage 3: copy the row (or zeros)
-      if (c >= 0) {
-        float* o = out + (b + c) * D;
-        const float* row = rrow[c % kRing];
-        if (row)
-          retrieve(row, o);
-        else
-          memset(o, 0, static_cast<size_t>(row_bytes));
+      if (k >= 0) {
+        const int64_t s = b + k * kBlock, len = len_of(k);
+        const float** rows_k = brow[k % 3];
+        for (int64_t j = 0; j < len; ++j) {
+          float* o = out + (s + j) * D;
+          if (rows_k[j])
+            retrieve(rows_k[j], o);
+          else
+            memset(o, 0, static_cast<size_t>(row_bytes));
+        }
       }
     }
   });
