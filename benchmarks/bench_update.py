@@ -1,5 +1,6 @@
 """Writes: insert (assign of new ids), assign_add on existing ids, apply_gradients with
-sgd / adagrad / adam / ftrl with dedup on and off, and Adagrad at one and two threads."""
+sgd / adagrad / adam / ftrl with dedup on and off, Adagrad at one and two threads, and one id
+repeated many times in a batch."""
 import numpy as np
 
 import engines
@@ -126,3 +127,28 @@ class ApplyGradientsThreads(_ApplyBase):
     def track_apply_gradients_adagrad_ids_per_s(self, probe, engine, threads, dedup):
         return BATCH / median_seconds(self._apply)
     track_apply_gradients_adagrad_ids_per_s.unit = "ids/s"
+
+
+class RepeatedId:
+    """One id 10000 times in one batch: every occurrence is its own write or optimizer step,
+    in order (docs/semantics.md §3). Guards against work that grows with the square of the
+    repeat count (the numpy reference was quadratic here)."""
+    params = [ENGINES, ["assign_add", "apply_gradients"]]
+    param_names = ["engine", "op"]
+    number = 1
+    repeat = (2, 5, 30.0)
+    timeout = 300
+    REPEATS = 10_000
+
+    def setup_cache(self):
+        return probe_engines()
+
+    def setup(self, probe, engine, op):
+        self.engine = make_engine(probe, engine, op=op, optimizer="adagrad")
+        self.table = self.engine.create_table(engines.table_config(dim=8, optimizer="adagrad"))
+        self.ids = np.full(self.REPEATS, 12345, np.int64)
+        self.values = rows(self.REPEATS, 8, key=3)
+        self.op = op
+
+    def time_repeated_id(self, probe, engine, op):
+        getattr(self.table, self.op)(self.ids, self.values)

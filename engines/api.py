@@ -154,12 +154,12 @@ class Table(abc.ABC):
     def assign(self, ids, values, req_time: int = 0) -> None:
         ids, n = self._ids_arg(ids)
         values = self._rows_arg(values, n, "values")
-        self._assign(ids, values, _v.check_int(req_time, "req_time"))
+        self._assign(ids, values, _v.check_req_time(req_time))
 
     def assign_add(self, ids, values, req_time: int = 0) -> None:
         ids, n = self._ids_arg(ids)
         values = self._rows_arg(values, n, "values")
-        self._assign_add(ids, values, _v.check_int(req_time, "req_time"))
+        self._assign_add(ids, values, _v.check_req_time(req_time))
 
     def lookup(self, ids, out=None):
         """float32 [n, dim] embeddings; missing ids give zero rows. `out`: an array of that
@@ -178,9 +178,9 @@ class Table(abc.ABC):
         grads = self._rows_arg(grads, n, "grads")
         lrs = (self.learning_rates if learning_rates is None else
                _v.check_learning_rates(learning_rates, self.num_segments, "learning_rates"))
-        self._apply_gradients(ids, grads, _v.check_int(global_step, "global_step"),
+        self._apply_gradients(ids, grads, _v.check_global_step(global_step),
                               _v.check_bool(enable_dedup, "enable_dedup"),
-                              _v.check_int(req_time, "req_time"), lrs)
+                              _v.check_req_time(req_time), lrs)
 
     def size(self) -> int:
         return int(self._size())
@@ -361,8 +361,8 @@ class Engine(abc.ABC):
             _v.check_ids(indices, "indices")
         grads = _v.check_flat(grads, plan.total_embs, "grads")
         lrs = fused.check_learning_rates(plan, learning_rates)
-        self._fused_apply_gradients(plan, grads, lrs, _v.check_int(req_time, "req_time"),
-                                    _v.check_int(global_step, "global_step"),
+        self._fused_apply_gradients(plan, grads, lrs, _v.check_req_time(req_time),
+                                    _v.check_global_step(global_step),
                                     _v.check_bool(enable_grad_accumulation,
                                                   "enable_grad_accumulation"))
 

@@ -21,6 +21,10 @@ UNCONSTRUCTIBLE_OPTIMIZERS = vocabulary.UNCONSTRUCTIBLE_OPTIMIZERS
 INITIALIZERS = tuple(vocabulary.INITIALIZERS)
 COMPRESSORS = tuple(vocabulary.COMPRESSORS)
 MAX_SLOTS = 1 << 15
+# Words one entry may take: embedding + optimizer state + id (2 words) + timestamp (1 word).
+# The native engines store an entry as one record of at most this many 4-byte words
+# (kMaxRowWords in engines/native/src/table_config.h); every engine enforces the same limit.
+MAX_ROW_WORDS = 1 << 26
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +118,9 @@ def parse_table_config(config, fid_version: int = 2) -> TableSpec:
     segments, offset, state_offset = [], 0, 0
     for i, seg in enumerate(entry.segments):
         where = f"config.entry_config.segments[{i}]"
-        if seg.dim_size <= 0:
-            raise ValueError(f"{where}.dim_size must be >= 1, got {seg.dim_size}")
+        if not 1 <= seg.dim_size <= MAX_ROW_WORDS:
+            raise ValueError(f"{where}.dim_size must be in [1, {MAX_ROW_WORDS}], got "
+                             f"{seg.dim_size}")
         if not seg.HasField("init_config") or seg.init_config.WhichOneof("type") is None:
             raise ValueError(f"{where}.init_config: an initializer is required")
         if not seg.HasField("opt_config") or seg.opt_config.WhichOneof("type") is None:
@@ -145,6 +150,10 @@ def parse_table_config(config, fid_version: int = 2) -> TableSpec:
             state_offset=state_offset, state_words=words))
         offset += seg.dim_size
         state_offset += words
+        if offset + state_offset + 3 > MAX_ROW_WORDS:
+            raise ValueError(f"config: dim {offset} is too large: an entry would exceed "
+                             f"{MAX_ROW_WORDS * 4} bytes ({MAX_ROW_WORDS} words of embedding, "
+                             f"optimizer state, id and timestamp)")
 
     exp = config.slot_expire_time_config
     slot_days = {}

@@ -2,7 +2,8 @@
 
 Policy (docs/semantics.md §8): ids are 1-D int64; rows are float32 [n, dim] (or flat
 [n*dim]); values and gradients must be finite. Nothing is cast silently except Python
-lists/tuples, which become arrays of the required dtype.
+lists/tuples, which become arrays of the required dtype when that is exact (a float id or a
+string value is rejected, not truncated or parsed).
 """
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ import numbers
 import os
 
 import numpy as np
+
+
+MAX_REQ_TIME = (1 << 32) - 1          # entry timestamps are uint32 seconds
+MAX_GLOBAL_STEP = (1 << 63) - 1       # an int64 step counter that starts at 0
+_INT64 = np.iinfo(np.int64)
 
 
 def _as_array(x, dtype, name):
@@ -24,11 +30,28 @@ def _as_array(x, dtype, name):
             raise TypeError(f"{name}: cannot convert {type(x).__name__} to a numpy array: "
                             f"{exc}") from exc
     if isinstance(x, (list, tuple)):
-        try:
-            return np.asarray(x, dtype=dtype)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise TypeError(f"{name}: cannot convert to {np.dtype(dtype).name}: {exc}") from exc
+        return _from_sequence(x, np.dtype(dtype), name)
     raise TypeError(f"{name} must be a numpy array, got {type(x).__name__}")
+
+
+def _from_sequence(x, dtype: np.dtype, name: str) -> np.ndarray:
+    """A Python list/tuple as an array of dtype, converting only what converts exactly:
+    integers for an integer dtype (never floats, which would be truncated), integers or
+    floats for a float dtype (never strings or bools)."""
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"{name}: cannot convert to {dtype.name}: {exc}") from exc
+    if arr.size == 0:
+        return arr.astype(dtype)
+    allowed = "iu" if dtype.kind in "iu" else "iuf"
+    if arr.dtype.kind not in allowed:
+        what = "integers that fit int64" if dtype.kind in "iu" else "numbers"
+        raise TypeError(f"{name}: a list must hold {what}, got {arr.dtype} values "
+                        f"(e.g. {arr.reshape(-1)[0]!r})")
+    if dtype == np.int64 and arr.dtype == np.uint64 and arr.max() > _INT64.max:
+        raise TypeError(f"{name}: {int(arr.max())} does not fit int64")
+    return arr.astype(dtype)
 
 
 def check_ids(ids, name: str = "ids") -> np.ndarray:
@@ -110,6 +133,22 @@ def check_int(x, name: str) -> int:
     return int(x)
 
 
+def check_req_time(x, name: str = "req_time") -> int:
+    """A request time in seconds: what an entry's uint32 timestamp can hold."""
+    value = check_int(x, name)
+    if not 0 <= value <= MAX_REQ_TIME:
+        raise ValueError(f"{name} must be in [0, 2**32 - 1] (seconds; entry timestamps are "
+                         f"uint32), got {value}")
+    return value
+
+
+def check_global_step(x, name: str = "global_step") -> int:
+    value = check_int(x, name)
+    if not 0 <= value <= MAX_GLOBAL_STEP:
+        raise ValueError(f"{name} must be in [0, 2**63 - 1], got {value}")
+    return value
+
+
 def check_bool(x, name: str) -> bool:
     if not isinstance(x, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {type(x).__name__}")
@@ -117,12 +156,18 @@ def check_bool(x, name: str) -> bool:
 
 
 def check_learning_rates(lrs, num_segments: int, name: str) -> tuple[float, ...]:
-    if isinstance(lrs, (numbers.Real, np.floating)) and not isinstance(lrs, bool):
+    if isinstance(lrs, (numbers.Real, np.floating)) and not isinstance(lrs, (bool, np.bool_)):
         lrs = (lrs,)
+    if isinstance(lrs, (str, bytes)):
+        raise TypeError(f"{name} must be a number or a sequence of numbers, got "
+                        f"{type(lrs).__name__} {lrs!r}")
     try:
-        vals = tuple(float(np.float32(v)) for v in np.asarray(lrs, dtype=np.float64).reshape(-1))
+        arr = np.asarray(lrs)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a sequence of floats: {exc}") from exc
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a sequence of numbers, got {arr.dtype} values")
+    vals = tuple(float(np.float32(v)) for v in arr.astype(np.float64).reshape(-1))
     if len(vals) != num_segments:
         raise ValueError(f"{name} must have one value per segment ({num_segments}), "
                          f"got {len(vals)}")
@@ -132,10 +177,28 @@ def check_learning_rates(lrs, num_segments: int, name: str) -> tuple[float, ...]
 
 
 def check_basename(basename) -> str:
+    """A checkpoint basename: a path whose file-name part prefixes the checkpoint's files.
+
+    Rejected: a NUL byte anywhere (the OS would cut the path there), text the file system
+    cannot represent (lone surrogates), and spaces or control characters in the file-name
+    part (the manifest lists file names separated by spaces, one per line)."""
     if isinstance(basename, os.PathLike):
         basename = os.fspath(basename)
     if not isinstance(basename, str) or not basename:
         raise TypeError(f"basename must be a non-empty path string, got {basename!r}")
-    if basename.endswith(os.sep):
+    if "\0" in basename:
+        raise ValueError(f"basename must not contain a NUL byte: {basename!r}")
+    try:
+        basename.encode("utf-8")
+        os.fsencode(basename)
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"basename cannot be represented as a file name ({exc.reason} at "
+                         f"position {exc.start}): {basename!r}") from None
+    if basename.endswith(os.sep) or (os.altsep and basename.endswith(os.altsep)):
         raise ValueError(f"basename must name a file prefix, not a directory: {basename!r}")
+    prefix = os.path.basename(basename)
+    bad = [c for c in prefix if c == " " or ord(c) < 0x20 or ord(c) == 0x7F]
+    if bad:
+        raise ValueError(f"basename: the file-name part {prefix!r} must not contain spaces or "
+                         f"control characters (found {bad[0]!r})")
     return basename

@@ -431,7 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("env", help="manage engine environments")
     p.add_argument("action", choices=["create"])
     p.add_argument("name", help="environment to create (tfra)")
-    p.add_argument("--path", help="where (default: $HASHLAB_TFRA_VENV or .venvs/tfra)")
+    p.add_argument("--path", help="where, remembered for later runs (default: "
+                                  "$HASHLAB_TFRA_VENV, the remembered path, or .venvs/tfra "
+                                  "in a source checkout)")
     p.set_defaults(func=cmd_env)
     return parser
 

@@ -324,7 +324,8 @@ def test_hash_filter_save_restore(tmp_path):
     paths = f.save(base)
     assert [os.path.basename(p) for p in paths] == [
         f"hash_filter_test_0-{i:05d}-of-00007" for i in range(7)]
-    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in paths)
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [os.path.basename(p) for p in paths] + ["hash_filter_test_0.manifest"])
     f.restore(base)
     assert f.estimated_total_element() == 0
     for keep in ([0, 0, 0], [0, 0, 1]):
@@ -348,7 +349,7 @@ def test_hash_filter_save_restore_across_multiple_filters(tmp_path):
     x, grads = ids(1, 1 << 17, 2 << 17, 1), ones(4)
 
     f.save(base)
-    assert len(os.listdir(tmp_path)) == 100
+    assert len(os.listdir(tmp_path)) == 100 + 1         # the splits and the manifest
     for meta, cells in read_filter_files(base, 100):
         assert (meta.total_size, meta.num_elements) == (3, 0)
         s = meta.sliding_hash_filter_meta

@@ -166,8 +166,7 @@ def test_load_entry_dumps(tmp_path):
     write_shards(base, [[ENTRY_ID5], [], [ENTRY_ID5[:-2] + h("20 07")]])
     dumps = load_entry_dumps(base)
     assert [(d.id, d.last_update_ts_sec) for d in dumps] == [(5, 0), (5, 7)]
-    with open(shard_name(base, 2, 3), "wb") as f:
-        f.write(encode_records([ENTRY_ID5, b"\x12\x05ab"]))
+    write_shards(base, [[ENTRY_ID5], [], [ENTRY_ID5, b"\x12\x05ab"]])
     with pytest.raises(CheckpointError, match=r"table-00002-of-00003: record 1: not a valid EntryDump"):
         load_entry_dumps(base)
 
@@ -234,7 +233,8 @@ def test_write_and_read_shards(tmp_path):
     assert os.path.getsize(paths[1]) == 0  # an empty shard is a 0-byte file
     assert find_shards(base) == paths
     assert read_shards(base) == [[ENTRY_ID5], [], [FILTER_META, b""]]
-    assert sorted(os.listdir(tmp_path / "sub")) == sorted(os.path.basename(p) for p in paths)
+    assert sorted(os.listdir(tmp_path / "sub")) == sorted(
+        [os.path.basename(p) for p in paths] + ["table.manifest"])
 
 
 def test_find_shards_none(tmp_path):
@@ -244,21 +244,28 @@ def test_find_shards_none(tmp_path):
 
 def test_find_shards_missing_shard(tmp_path):
     base = str(tmp_path / "t")
-    write_shards(base, [[], [], []])
-    os.remove(shard_name(base, 1, 3))
+    for i in (0, 2):                                  # a set without manifest (Monolith's)
+        _touch(shard_name(base, i, 3))
     with pytest.raises(CheckpointError, match=r"shard 1 of 3 is missing: .*t-00001-of-00003"):
         find_shards(base)
+    write_shards(base, [[], [], []])                  # with a manifest: reading finds it out
+    os.remove(shard_name(base, 1, 3))
+    with pytest.raises(CheckpointError, match=r"t-00001-of-00003: checkpoint file not found"):
+        read_shards(base)
 
 
-def test_find_shards_stray_file(tmp_path):
+@pytest.mark.parametrize("manifest", [True, False])
+def test_find_shards_ignores_names_that_are_not_shards(tmp_path, manifest):
+    """Other `basename-*` names belong to other tables (`t-v2`, `t-x`) or are not ours: they
+    are ignored, so prefix-sharing tables live side by side (issue 11, defect 3)."""
     base = str(tmp_path / "t")
-    write_shards(base, [[]])
-    for stray in ("t-x", "t-00000-of-00001-tmp-123", "t-0-of-1"):
+    write_shards(base, [[b"a"]])
+    if not manifest:
+        os.remove(base + ".manifest")
+    for stray in ("t-x", "t-00000-of-00001-tmp-123", "t-0-of-1", "t-v2-00000-of-00002"):
         _touch(tmp_path / stray)
-        with pytest.raises(CheckpointError, match=rf"stray file .*{stray} matches .*t-\* but is not a shard"):
-            find_shards(base)
-        os.remove(tmp_path / stray)
     assert find_shards(base) == [shard_name(base, 0, 1)]
+    assert read_shards(base) == [[b"a"]]
 
 
 def test_find_shards_mixed_counts(tmp_path):
@@ -298,7 +305,8 @@ def test_write_shards_replaces_stale_sets(tmp_path):
     write_shards(base, [[b"old"]] * 4)
     _touch(tmp_path / "t-notes")  # not a shard name: write_shards must leave it alone
     paths = write_shards(base, [[b"new0"], [b"new1"]])
-    assert sorted(os.listdir(tmp_path)) == ["t-00000-of-00002", "t-00001-of-00002", "t-notes"]
+    assert sorted(os.listdir(tmp_path)) == ["t-00000-of-00002", "t-00001-of-00002", "t-notes",
+                                            "t.manifest"]
     os.remove(tmp_path / "t-notes")
     assert find_shards(base) == paths
     assert read_shards(base) == [[b"new0"], [b"new1"]]
@@ -369,25 +377,30 @@ def test_write_file_atomic_failure_leaves_final_name_untouched(tmp_path, monkeyp
         assert path.read_bytes() == existing
 
 
-def test_failed_shard_write_keeps_previous_checkpoint_readable(tmp_path, monkeypatch):
+@pytest.mark.parametrize("failing_call,expect", [(1, "old"), (2, "new"), (3, "new")])
+def test_failed_shard_set_write_leaves_old_or_new_set(tmp_path, monkeypatch, failing_call, expect):
+    """os.replace #1 installs the pending manifest (the commit point), #2 and #3 rename the
+    shards: a failure before the commit keeps the old set and no temporaries, one after it
+    leaves the new set readable through the pending manifest."""
     base = str(tmp_path / "t")
     write_shards(base, [[b"a"], [b"b"]])
     real_replace = os.replace
     calls = []
 
-    def fail_second(src, dst):
+    def fail_once(src, dst):
         calls.append(dst)
-        if len(calls) == 2:
+        if len(calls) == failing_call:
             raise OSError(5, "I/O error")
         real_replace(src, dst)
 
-    monkeypatch.setattr(atomic_mod.os, "replace", fail_second)
+    monkeypatch.setattr(atomic_mod.os, "replace", fail_once)
     with pytest.raises(OSError):
         write_shards(base, [[b"c"], [b"d"]])
     monkeypatch.undo()
-    # shard 0 was replaced, shard 1 kept its old content; no temp file, no stale removal happened
-    assert sorted(os.listdir(tmp_path)) == ["t-00000-of-00002", "t-00001-of-00002"]
-    assert read_shards(base) == [[b"c"], [b"b"]]
+    assert read_shards(base) == ([[b"a"], [b"b"]] if expect == "old" else [[b"c"], [b"d"]])
+    if expect == "old":
+        assert sorted(os.listdir(tmp_path)) == ["t-00000-of-00002", "t-00001-of-00002",
+                                                "t.manifest"]
 
 
 def test_hidden_temp_files_are_invisible_to_find_shards(tmp_path):

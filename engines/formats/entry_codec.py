@@ -8,16 +8,18 @@ conformance suite checks they agree byte for byte.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from google.protobuf.message import DecodeError
 
 from engines.errors import CheckpointError
-from engines.formats.shards import find_shards
-from engines.formats.tfrecord import read_records
+from engines.formats.shards import find_shard_set, read_shard_records, shard_of
 from engines.protos.embedding_hash_table_pb2 import EntryDump
 from engines.vocabulary import OPTIMIZERS
 
 F = np.float32
+MAX_TIMESTAMP = (1 << 32) - 1     # entry timestamps are uint32 seconds
 
 
 def parse_entry_dump(payload: bytes, path: str, index: int) -> EntryDump:
@@ -36,8 +38,9 @@ def load_entry_dumps(basename: str) -> list[EntryDump]:
     the result never sees a half-valid checkpoint.
     """
     dumps = []
-    for path in find_shards(basename):
-        dumps.extend(parse_entry_dump(p, path, i) for i, p in enumerate(read_records(path)))
+    for shard in find_shard_set(basename).files:
+        dumps.extend(parse_entry_dump(p, shard.path, i)
+                     for i, p in enumerate(read_shard_records(shard)))
     return dumps
 
 
@@ -130,4 +133,71 @@ def decode_entry(spec, payload: bytes, path: str, index: int, quirks: bool = Fal
             k = 2 * seg.dim
             words[k] = words[k + 1]
             words[k + 1] = F(seg.opt_params["beta2"])
-    return int(d.id), num, state, int(d.last_update_ts_sec)
+    ts = int(d.last_update_ts_sec)
+    if not 0 <= ts <= MAX_TIMESTAMP:
+        raise CheckpointError(f"{where}: last_update_ts_sec {ts} is outside [0, {MAX_TIMESTAMP}] "
+                              f"(entry timestamps are uint32 seconds)")
+    return int(d.id), num, state, ts
+
+
+@dataclasses.dataclass
+class StagedEntries:
+    """Every entry of a checkpoint, parsed and checked, in file order; each id once."""
+    ids: np.ndarray            # int64 [m]
+    nums: list                 # f32 arrays of <= dim values (a shorter one keeps the init tail)
+    states: np.ndarray         # f32 [m, state_words]
+    stamps: np.ndarray         # int64 [m], each in [0, 2**32 - 1]
+
+
+def stage_entries(spec, basename: str, quirks: bool = False) -> StagedEntries:
+    """Read, check and parse a whole table checkpoint (docs/checkpoints.md, "Restore"):
+    every record against the table layout, every id in the shard its fixed hash names (sets
+    with a manifest), no id twice. CheckpointError naming the file and record otherwise."""
+    shard_set = find_shard_set(basename)
+    ids, nums, states, stamps = [], [], [], []
+    starts = []                                   # (first entry index, path) of every file
+    for index, shard in enumerate(shard_set.files):
+        first = len(ids)
+        starts.append((first, shard.path))
+        for k, payload in enumerate(read_shard_records(shard)):
+            entry_id, num, state, ts = decode_entry(spec, payload, shard.path, k, quirks)
+            ids.append(entry_id)
+            nums.append(num)
+            states.append(state)
+            stamps.append(ts)
+        if shard_set.from_manifest:
+            _check_placement(np.array(ids[first:], np.int64), index, shard_set.count, shard.path)
+    ids_arr = np.array(ids, np.int64)
+    _check_unique(ids_arr, starts)
+    return StagedEntries(ids_arr, nums,
+                         np.array(states, F).reshape(len(ids), spec.state_words),
+                         np.array(stamps, np.int64))
+
+
+def _check_placement(ids: np.ndarray, index: int, count: int, path: str) -> None:
+    if not len(ids):
+        return
+    owner = shard_of(ids, count)
+    wrong = np.flatnonzero(owner != index)
+    if len(wrong):
+        k = int(wrong[0])
+        raise CheckpointError(f"{path}: record {k}: id {int(ids[k])} belongs to shard "
+                              f"{int(owner[k])} of {count}, not this one (a foreign or "
+                              f"misplaced shard)")
+
+
+def _check_unique(ids: np.ndarray, starts: list) -> None:
+    if len(ids) < 2:
+        return
+    order = np.argsort(ids, kind="stable")
+    repeats = order[1:][ids[order[1:]] == ids[order[:-1]]]
+    if not len(repeats):
+        return
+    second = int(repeats.min())                   # the earliest record that repeats an id
+    first = int(np.flatnonzero(ids == ids[second])[0])
+
+    def where(i: int) -> str:
+        start, path = [s for s in starts if s[0] <= i][-1]   # empty files share a start
+        return f"{path} record {i - start}"
+    raise CheckpointError(f"id {int(ids[second])} appears twice: {where(first)} and "
+                          f"{where(second)} (a duplicated or foreign shard)")

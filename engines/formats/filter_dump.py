@@ -11,14 +11,13 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from engines.errors import CheckpointError
-from engines.formats.shards import read_shards, shard_name, write_shards
+from engines.formats.shards import find_shard_set, read_shard_records, write_shards
 from engines.protos import embedding_hash_table_pb2 as pb
 
 CELLS_PER_RECORD = 10000     # Monolith's kMaxNumPerTfRecord
 CELL_PADDING = 64            # cells kept after total_size to absorb probe overflow
 MAX_FORWARD_STEP = 2
 SLIDING_MAX_STEP = 16
-MAX_TOTAL_SIZE = 1 << 34     # beyond this a meta record is corrupt, not a real split
 
 
 @dataclasses.dataclass
@@ -65,11 +64,13 @@ def save_sliding(basename: str, dump: SlidingDump) -> list[str]:
 def load_sliding(basename: str, split_num: int, max_backward_step: int,
                  live_cells: list) -> SlidingDump:
     """Read and validate every split file against the live filter's geometry before anything
-    changes. `live_cells[i]` is split i's current cell array (Monolith keeps what the files do
-    not cover). CheckpointError names the field or the file and record."""
-    shards = read_shards(basename)               # every file read and CRC-checked first
+    changes. `live_cells` lists the live splits' cell arrays (only their number is used: the
+    files must cover every cell, as Monolith's writer and ours do). CheckpointError names the
+    field or the file and record."""
+    shard_set = find_shard_set(basename)
+    shards = [read_shard_records(f) for f in shard_set.files]   # every file read and checked
     n = len(shards)
-    names = [shard_name(basename, i, n) for i in range(n)]
+    names = [f.path for f in shard_set.files]
     metas = [_check_meta(records, path, split_num, max_backward_step)
              for records, path in zip(shards, names)]
     if n != split_num:
@@ -85,7 +86,7 @@ def load_sliding(basename: str, split_num: int, max_backward_step: int,
         raise CheckpointError(f"head: {head} is not a split index (< {len(live_cells)}) in "
                               f"{names[0]}")
     splits = [SplitDump(m.failure_count, m.total_size, m.num_elements, m.fill_rate,
-                        _staged_cells(live_cells[i], m, shards[i], names[i]))
+                        _staged_cells(m, shards[i], names[i]))
               for i, m in enumerate(metas)]
     return SlidingDump(split_num, max_backward_step, head, head_increment, failures, splits)
 
@@ -111,27 +112,35 @@ def _check_meta(records, path, split_num, max_backward_step):
         if got != expected:
             raise CheckpointError(f"{name}: {expected} doesn't match with: {got} read from "
                                   f"hash filter checkpoint file {path}")
-    if not 1 <= meta.total_size <= MAX_TOTAL_SIZE:
-        raise CheckpointError(f"{path}: total_size must be in [1, {MAX_TOTAL_SIZE}], got "
-                              f"{meta.total_size}")
+    if meta.total_size < 1:
+        raise CheckpointError(f"{path}: total_size must be >= 1, got {meta.total_size}")
     return meta
 
 
-def _staged_cells(current, meta, records, path) -> np.ndarray:
-    # Monolith resizes the live array (keeping what it had) and overwrites what the data
-    # records cover; the files we write always cover every cell.
-    cells = np.zeros(meta.total_size + CELL_PADDING, dtype=np.uint16)
-    keep = min(len(cells), len(current))
-    cells[:keep] = current[:keep]
+def _staged_cells(meta, records, path) -> np.ndarray:
+    """The split's cells from its data records, which must cover all total_size + padding
+    cells in order (Monolith's writer and ours cut the array into consecutive records). The
+    cells are allocated only after the records are known to cover them, so a meta record
+    cannot make us allocate more than the file's own data holds."""
+    need = meta.total_size + CELL_PADDING
+    parts, covered = [], 0
     for r, payload in enumerate(records[1:], start=1):
         data = _parse(pb.HashFilterSplitDataDump, payload, path, r)
         values = np.asarray(data.data, dtype=np.int64)
-        if data.offset + len(values) > len(cells):
-            raise CheckpointError(f"{path}: record {r}: cells [{data.offset}, "
-                                  f"{data.offset + len(values)}) exceed the split's "
-                                  f"{len(cells)} cells")
+        if data.offset != covered:
+            raise CheckpointError(f"{path}: record {r}: offset {data.offset}, the records "
+                                  f"before it end at cell {covered}")
+        if covered + len(values) > need:
+            raise CheckpointError(f"{path}: record {r}: cells [{covered}, "
+                                  f"{covered + len(values)}) exceed the split's {need} cells "
+                                  f"(total_size {meta.total_size} + {CELL_PADDING})")
         if len(values) and values.max() > 0xFFFF:
             raise CheckpointError(f"{path}: record {r}: cell value {int(values.max())} does not "
                                   f"fit 16 bits")
-        cells[data.offset:data.offset + len(values)] = values
-    return cells
+        parts.append(values)
+        covered += len(values)
+    if covered != need:
+        raise CheckpointError(f"{path}: the data records cover {covered} of the split's {need} "
+                              f"cells (total_size {meta.total_size} + {CELL_PADDING}); a split "
+                              f"file must cover every cell")
+    return np.concatenate(parts).astype(np.uint16)

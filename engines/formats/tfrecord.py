@@ -12,6 +12,7 @@ from typing import Iterable
 import crc32c as _crc32c
 
 from engines.errors import CheckpointError
+from engines.formats.safe_read import read_regular_file
 
 _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")   # length, masked CRC of the length bytes
@@ -75,12 +76,6 @@ def _corrupt(path: str, index: int, offset: int, what: str) -> CheckpointError:
 
 
 def read_records(path: str) -> list[bytes]:
-    """decode_records of a whole file; a missing or unreadable file is a CheckpointError."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint file not found") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read checkpoint file: {e.strerror or e}") from e
-    return decode_records(data, path)
+    """decode_records of a whole file; a missing, unreadable or non-regular file is a
+    CheckpointError."""
+    return decode_records(read_regular_file(path), path)

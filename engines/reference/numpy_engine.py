@@ -30,6 +30,16 @@ def occurrence_rank(ids: np.ndarray) -> np.ndarray:
     return rank
 
 
+def occurrence_rounds(ids: np.ndarray) -> list[np.ndarray]:
+    """The positions of each round, in order: round k holds every id's k-th occurrence, in
+    position order. O(n log n) in total, however often an id repeats."""
+    if not len(ids):
+        return []
+    rank = occurrence_rank(ids)
+    by_round = np.argsort(rank, kind="stable")          # stable: position order in a round
+    return np.split(by_round, np.cumsum(np.bincount(rank))[:-1])
+
+
 def group_first_occurrence(ids: np.ndarray):
     """(unique ids in first-occurrence order, group index of every position)."""
     uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
@@ -37,6 +47,13 @@ def group_first_occurrence(ids: np.ndarray):
     remap = np.empty(len(uniq), dtype=np.int64)
     remap[order] = np.arange(len(uniq))
     return uniq[order], remap[inverse.reshape(-1)]
+
+
+def first_and_last_position(group: np.ndarray):
+    """(first position, last position) of every group 0..max(group) (each must occur)."""
+    _, first = np.unique(group, return_index=True)
+    _, last_reversed = np.unique(group[::-1], return_index=True)
+    return first, len(group) - 1 - last_reversed
 
 
 class NumpyTable(api.Table):
@@ -123,30 +140,35 @@ class NumpyTable(api.Table):
         return keep
 
     # ---- ops ----------------------------------------------------------------------------
+    # max_update_ts moves only when an op succeeded (also when every id was filtered): a call
+    # that fails, e.g. with MemoryError, must not change it.
     def _note_time(self, req_time: int):
         self._max_ts = max(self._max_ts, req_time)
 
-    def _write_rounds(self, ids, values, req_time, add: bool):
-        self._note_time(req_time)
+    def _rows_by_position(self, ids: np.ndarray):
+        """(row of every position, group of every position, distinct ids): missing ids are
+        inserted (init-on-insert) in first-occurrence order."""
+        uniq, group = group_first_occurrence(ids)
+        return self._upsert_rows(uniq)[group], group, uniq
+
+    def _write(self, ids, values, req_time, add: bool):
         keep = self._admitted(ids)
         ids, values = ids[keep], values[keep]
-        if not len(ids):
-            return
-        rank = occurrence_rank(ids)
-        for r in range(int(rank.max()) + 1):
-            sel = np.flatnonzero(rank == r)
-            rows = self._upsert_rows(ids[sel])
-            if add:
-                self._emb[rows] = self._emb[rows] + values[sel]
-            else:
-                self._emb[rows] = values[sel]
-            self._ts[rows] = np.uint32(req_time % (1 << 32))
+        if len(ids):
+            rows, group, uniq = self._rows_by_position(ids)
+            first, last = first_and_last_position(group)
+            if add:   # every occurrence in order, each an f32 addition (np.add.at: unbuffered)
+                np.add.at(self._emb, rows, values)
+            else:     # the last occurrence of an id wins
+                self._emb[rows[first]] = values[last]
+            self._ts[rows[first]] = np.uint32(req_time)
+        self._note_time(req_time)
 
     def _assign(self, ids, values, req_time):
-        self._write_rounds(ids, values, req_time, add=False)
+        self._write(ids, values, req_time, add=False)
 
     def _assign_add(self, ids, values, req_time):
-        self._write_rounds(ids, values, req_time, add=True)
+        self._write(ids, values, req_time, add=True)
 
     def _lookup(self, ids):
         rows = self._rows_of(ids)
@@ -167,32 +189,26 @@ class NumpyTable(api.Table):
         return out
 
     def _apply_gradients(self, ids, grads, global_step, enable_dedup, req_time, lrs):
-        if global_step < 0 and "batch_softmax" in self.spec.optimizers:
-            raise ValueError(f"global_step must be >= 0 for batch_softmax, got {global_step}")
-        self._note_time(req_time)
         if enable_dedup:
             uniq, group = group_first_occurrence(ids)
-            rank = occurrence_rank(ids)
-            summed = np.zeros((len(uniq), self.dim), np.float32)
-            for r in range(int(rank.max()) + 1 if len(ids) else 0):
-                sel = np.flatnonzero(rank == r)        # one occurrence per group: in order
-                if r == 0:
-                    summed[group[sel]] = grads[sel]
-                else:
-                    summed[group[sel]] += grads[sel]
+            # The group's gradient: a copy of its first row, then += the others in order.
+            first, _ = first_and_last_position(group)
+            summed = grads[first].copy()
+            later = np.ones(len(ids), bool)
+            later[first] = False
+            np.add.at(summed, group[later], grads[later])
             counts = np.bincount(group, minlength=len(uniq))
             keep = self._admitted(uniq, counts)
             step_ids, step_grads = uniq[keep], summed[keep]
         else:
             keep = self._admitted(ids)
             step_ids, step_grads = ids[keep], grads[keep]
-        if not len(step_ids):
-            return
-        self._update_hashnet_scales(global_step)
-        rank = occurrence_rank(step_ids)
-        for r in range(int(rank.max()) + 1):
-            sel = np.flatnonzero(rank == r)
-            self._step(step_ids[sel], step_grads[sel].copy(), global_step, req_time, lrs)
+        if len(step_ids):
+            self._update_hashnet_scales(global_step)
+            rows, _, _ = self._rows_by_position(step_ids)
+            for sel in occurrence_rounds(step_ids):
+                self._step(rows[sel], step_grads[sel].copy(), global_step, req_time, lrs)
+        self._note_time(req_time)
 
     def _update_hashnet_scales(self, global_step):
         for k, seg in enumerate(self.spec.segments):
@@ -201,10 +217,9 @@ class NumpyTable(api.Table):
                                                             seg.comp_params["max_scale"],
                                                             global_step)
 
-    def _step(self, ids, grads, global_step, req_time, lrs):
-        """One optimizer step for distinct ids."""
-        rows = self._upsert_rows(ids)
-        self._ts[rows] = np.uint32(req_time % (1 << 32))
+    def _step(self, rows, grads, global_step, req_time, lrs):
+        """One optimizer step for distinct rows."""
+        self._ts[rows] = np.uint32(req_time)
         w = self._emb[rows]
         st = self._state[rows]
         for seg, opt, scale, lr in zip(self.spec.segments, self._opts, self._scales, lrs):
@@ -260,37 +275,21 @@ class NumpyTable(api.Table):
         return offset + len(chosen), [self._encode(r, True) for r in chosen.tolist()]
 
     def _stage_restore(self, basename):
-        """Every record parsed and validated: (ids, nums, states, stamps) in file order."""
-        paths = shard_files.find_shards(basename)
-        keys, nums, states, stamps = [], [], [], []
-        for path, records in zip(paths, shard_files.read_shards(basename)):
-            for i, payload in enumerate(records):
-                entry_id, num, state, ts = entry_codec.decode_entry(self.spec, payload, path, i,
-                                                                    self._quirks)
-                keys.append(entry_id)
-                nums.append(num)
-                states.append(state)
-                stamps.append(ts)
-        return keys, nums, states, stamps
+        """Every record parsed and checked (engines.formats.entry_codec.stage_entries)."""
+        return entry_codec.stage_entries(self.spec, basename, self._quirks)
 
     def _commit_restore(self, staged):
-        keys, nums, states, stamps = staged
         self._clear()
-        if keys:
-            # A later record of the same id overwrites an earlier one (upsert order).
-            keys_arr = np.array(keys, np.int64)
-            _, last = np.unique(keys_arr[::-1], return_index=True)
-            keep = np.sort(len(keys) - 1 - last)
-            rows = self._insert(keys_arr[keep])            # init-on-insert, then overwrite
-            full = [k for k in keep.tolist() if len(nums[k]) == self.dim]
-            if len(full) == len(keep):
-                self._emb[rows] = np.stack([nums[k] for k in full])
+        if len(staged.ids):
+            rows = self._insert(staged.ids)                # init-on-insert, then overwrite
+            if all(len(num) == self.dim for num in staged.nums):
+                self._emb[rows] = np.stack(staged.nums)
             else:   # shorter dumps keep their initializer tail (core §1.5)
-                for row, k in zip(rows.tolist(), keep.tolist()):
-                    self._emb[row, :len(nums[k])] = nums[k]
-            self._state[rows] = np.array(states, np.float32).reshape(len(keys), -1)[keep]
-            self._ts[rows] = np.array(stamps, np.int64)[keep] % (1 << 32)
-        self._max_ts = max(self._max_ts, max(stamps, default=0))
+                for row, num in zip(rows.tolist(), staged.nums):
+                    self._emb[row, :len(num)] = num
+            self._state[rows] = staged.states
+            self._ts[rows] = staged.stamps
+        self._max_ts = max(self._max_ts, int(staged.stamps.max(initial=0)))
 
 
 class NumpyEngine(api.Engine):

@@ -283,15 +283,16 @@ class TensorFlowTable(api.Table):
             keep[i] = not self._filter.should_be_filtered(int(ids[i]), c, in_table=False)
         return keep
 
+    # max_update_ts moves only when an op succeeded (also when every id was filtered).
     def _note_time(self, req_time: int):
         self._max_ts.assign(tf.maximum(self._max_ts, tf.constant(req_time, tf.int64)))
 
     # ---- ops ----------------------------------------------------------------------------
     def _write(self, fn, ids, values, req_time):
-        self._note_time(req_time)
         keep = self._admitted(ids)
         if keep.any():
-            fn(ids[keep], values[keep], tf.constant(req_time % (1 << 32), tf.int64))
+            fn(ids[keep], values[keep], tf.constant(req_time, tf.int64))
+        self._note_time(req_time)
 
     def _assign(self, ids, values, req_time):
         self._write(self._assign_fn, ids, values, req_time)
@@ -303,9 +304,6 @@ class TensorFlowTable(api.Table):
         return self._lookup_fn(ids).numpy()
 
     def _apply_gradients(self, ids, grads, global_step, enable_dedup, req_time, lrs):
-        if global_step < 0 and "batch_softmax" in self.spec.optimizers:
-            raise ValueError(f"global_step must be >= 0 for batch_softmax, got {global_step}")
-        self._note_time(req_time)
         if enable_dedup:
             uniq, summed, counts = (t.numpy() for t in self._dedup_fn(ids, grads))
             keep = self._admitted(uniq, counts)
@@ -315,8 +313,8 @@ class TensorFlowTable(api.Table):
             step_ids, step_grads = ids[keep], grads[keep]
         if len(step_ids):
             self._apply_fn(step_ids, step_grads, tf.constant(lrs, tf.float32),
-                           tf.constant(global_step, tf.int64),
-                           tf.constant(req_time % (1 << 32), tf.int64))
+                           tf.constant(global_step, tf.int64), tf.constant(req_time, tf.int64))
+        self._note_time(req_time)
 
     def _size(self):
         return int(self._count.numpy())
@@ -383,8 +381,21 @@ class TensorFlowTable(api.Table):
 
     # ---- restore --------------------------------------------------------------------------
     def _stage_restore(self, basename):
-        paths = shards.find_shards(basename)
-        return self._stage(zip(paths, shards.read_shards(basename)))
+        """Parse and check every record (entry_codec.stage_entries), then build the restored
+        rows in numpy: (ids, emb, state, ts, max ts). Every id appears once; a record's
+        embedding overwrites the freshly initialised row (a shorter one keeps the init tail)."""
+        staged = entry_codec.stage_entries(self.spec, basename, self._quirks)
+        ids = staged.ids
+        if not len(ids):
+            return ids, np.zeros((0, self.dim), F), staged.states, staged.stamps, 0
+        if all(len(num) == self.dim for num in staged.nums):
+            emb = np.stack(staged.nums)
+        else:
+            emb = tf_ops.initial_embeddings(self.spec.segments, tf.constant(ids),
+                                            self._seed).numpy()
+            for i, num in enumerate(staged.nums):
+                emb[i, :len(num)] = num
+        return ids, emb, staged.states, staged.stamps, int(staged.stamps.max())
 
     def _commit_restore(self, staged):
         ids, emb, state, ts, max_ts = staged       # everything is parsed and validated
@@ -404,27 +415,3 @@ class TensorFlowTable(api.Table):
                 seg.scatter_state(rows, state[:, s.state_offset:s.state_offset + s.state_words])
         self._count.assign(k)
         self._note_time(max_ts)
-
-    def _stage(self, shard_records):
-        """Parse and validate every record, then build the restored rows in numpy:
-        (ids, emb, state, ts, max ts). Records are applied in file order onto freshly
-        initialised entries (init-on-insert; a later duplicate overwrites)."""
-        parsed = [entry_codec.decode_entry(self.spec, payload, path, i, self._quirks)
-                  for path, records in shard_records for i, payload in enumerate(records)]
-        entry_ids = np.array([p[0] for p in parsed], np.int64)
-        uniq = tf_ops.first_occurrence_groups(tf.constant(entry_ids))[0]
-        emb = tf_ops.initial_embeddings(self.spec.segments, uniq, self._seed).numpy() \
-            if len(entry_ids) else np.zeros((0, self.dim), F)
-        uniq = uniq.numpy()
-        state = np.tile(np.concatenate([s.init_state for s in self._segs])[None, :]
-                        if self.spec.state_words else np.zeros((1, 0), F), (len(uniq), 1))
-        ts = np.zeros(len(uniq), np.int64)
-        pos = {int(x): i for i, x in enumerate(uniq.tolist())}
-        max_ts = 0
-        for entry_id, num, st, stamp in parsed:
-            i = pos[entry_id]
-            emb[i, :len(num)] = num
-            state[i] = st
-            ts[i] = stamp % (1 << 32)
-            max_ts = max(max_ts, stamp)
-        return uniq, emb, state, ts, max_ts

@@ -1,6 +1,13 @@
-"""Small helpers shared by the conformance tests: capability checks and array builders."""
+"""Small helpers shared by the conformance tests: capability checks, array builders, table
+snapshots, checkpoint files written by hand, restores under a time limit."""
 from __future__ import annotations
 
+import os
+import stat
+import struct
+import threading
+
+import crc32c
 import numpy as np
 import pytest
 
@@ -29,5 +36,88 @@ def rows(*values, dim=None) -> np.ndarray:
     return arr.reshape(len(values), -1) if dim is None else arr.reshape(-1, dim)
 
 
+SNAPSHOT_PROBE = np.arange(-3, 8, dtype=np.int64)
+
+
+def small_table(engine):
+    """An adagrad table of dim 2 holding ids 1, 2, 3 (written at req_time 5)."""
+    t = engine.create_table(engines.table_config(dim=2, optimizer="adagrad"),
+                            learning_rates=(0.1,))
+    t.assign(ids(1, 2, 3), rows([1, 2], [3, 4], [5, 6]), req_time=5)
+    return t
+
+
+def snapshot(t, probe=SNAPSHOT_PROBE):
+    """Everything observable about a table (entries too, where the engine exposes them)."""
+    entries = t.lookup_entry(probe) if "lookup_entry" in t.capabilities.ops else None
+    return t.size(), entries, t.lookup(probe).tobytes(), t.max_update_ts
+
+
+# ---- checkpoint files written by hand (independent of engines.formats) ---------------------
+
+def masked_crc(data: bytes) -> int:
+    """TFRecord's masked CRC32C."""
+    c = crc32c.crc32c(data)
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def tfrecord_frame(payload: bytes) -> bytes:
+    """One TFRecord: uint64 length, masked CRC32C of it, payload, masked CRC32C of that."""
+    length = struct.pack("<Q", len(payload))
+    return length + struct.pack("<I", masked_crc(length)) + payload + \
+        struct.pack("<I", masked_crc(payload))
+
+
+def tfrecord_spans(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of every record of a well-formed TFRecord file."""
+    out, pos = [], 0
+    while pos < len(data):
+        (length,) = struct.unpack_from("<Q", data, pos)
+        out.append((pos, pos + 16 + length))
+        pos += 16 + length
+    return out
+
+
+def tfrecord_payloads(data: bytes) -> list[bytes]:
+    return [data[s + 12:e - 4] for s, e in tfrecord_spans(data)]
+
+
+def manifest_by_hand(prefix: str, files: list[bytes], state: str = "committed",
+                     temps: list[str] | None = None) -> bytes:
+    """The `<prefix>.manifest` of shard files with these bytes (docs/checkpoints.md)."""
+    n = len(files)
+    lines = ["hashlab-checkpoint-manifest 1", f"state {state}", f"shards {n}"]
+    for i, data in enumerate(files):
+        line = f"shard {i} {prefix}-{i:05d}-of-{n:05d} {len(data)} {crc32c.crc32c(data):08x}"
+        lines.append(line + (f" {temps[i]}" if temps else ""))
+    return "".join(line + "\n" for line in lines).encode()
+
+
+def restore_with_time_limit(target, base: str, folder, limit_s: float = 60.0):
+    """target.restore(base) in a thread: ("error", exc), ("restored", None) or ("hang", None).
+    A restore stuck opening a FIFO under `folder` is released by opening the FIFO's other end
+    (a test must fail on a hang, not hang itself)."""
+    result = {}
+
+    def run():
+        try:
+            target.restore(base)
+            result["outcome"] = ("restored", None)
+        except BaseException as exc:          # noqa: BLE001 - the outcome is what we test
+            result["outcome"] = ("error", exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(limit_s)
+    if not worker.is_alive():
+        return result["outcome"]
+    for path in folder.rglob("*"):
+        if stat.S_ISFIFO(os.lstat(path).st_mode):
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+    worker.join(limit_s)
+    return ("hang", None)
 # Set for the child processes that run tests/tfops/cluster/ (one in-process cluster each).
 TFOPS_CLUSTER_ENV = "HASHLAB_TFOPS_CLUSTER_CHILD"

@@ -19,6 +19,7 @@ import numpy as np
 from engines import api
 from engines.tfra import env
 from engines.tfra.client import WORKER_SCRIPT, WorkerClient
+from engines.tfra.protocol import ProtocolError, WorkerDied
 
 _CAPABILITIES = api.Capabilities(
     ops=frozenset({"assign", "assign_add", "lookup", "apply_gradients", "size"}),
@@ -62,6 +63,10 @@ class TfraEngine(api.Engine):
     @classmethod
     def probe(cls) -> None:
         python = env.venv_python()
+        if python is None:
+            raise api.EngineUnavailable(
+                f"no tfra venv configured: run `hashlab env create tfra --path P` or set "
+                f"{env.ENV_VAR}")
         if not os.path.exists(python):
             raise api.EngineUnavailable(f"tfra venv not found at {env.default_path()}; run "
                                         f"`hashlab env create tfra`")
@@ -73,10 +78,16 @@ class TfraEngine(api.Engine):
             self.probe()
             python = env.venv_python()
         self.threads = threads
-        if shared:
-            self.client = _shared_client(python, worker_script, timeout)
-        else:
-            self.client = WorkerClient(python, worker_script, timeout=timeout)
+        try:
+            if shared:
+                self.client = _shared_client(python, worker_script, timeout)
+            else:
+                self.client = WorkerClient(python, worker_script, timeout=timeout)
+        except (WorkerDied, ProtocolError, OSError) as exc:
+            # A worker that cannot start makes the engine unavailable here, with the reason
+            # (its stderr tail), instead of an exception that ends the caller's command.
+            raise api.EngineUnavailable(f"the TFRA worker ({python}) did not start: "
+                                        f"{exc}") from exc
         self._owns_client = not shared
         self.versions = dict(self.client.versions)
 
@@ -136,22 +147,23 @@ class TfraTable(api.Table):
     def _call(self, op, args=None, arrays=None):
         return self._client.request(op, dict(args or {}, table=self._id), arrays)
 
+    # max_update_ts moves only when the worker did the op.
     def _assign(self, ids, values, req_time):
-        self._max_ts = max(self._max_ts, req_time)
         self._call("assign", {"add": False}, {"ids": ids, "values": values})
+        self._max_ts = max(self._max_ts, req_time)
 
     def _assign_add(self, ids, values, req_time):
-        self._max_ts = max(self._max_ts, req_time)
         self._call("assign", {"add": True}, {"ids": ids, "values": values})
+        self._max_ts = max(self._max_ts, req_time)
 
     def _lookup(self, ids):
         _, out = self._call("lookup", arrays={"ids": ids})
         return out["values"].astype(np.float32, copy=False)
 
     def _apply_gradients(self, ids, grads, global_step, enable_dedup, req_time, lrs):
-        self._max_ts = max(self._max_ts, req_time)
         self._call("apply_gradients", {"enable_dedup": enable_dedup, "lr": float(lrs[0])},
                    {"ids": ids, "grads": grads})
+        self._max_ts = max(self._max_ts, req_time)
 
     def _size(self):
         return self._call("size")[0]["size"]

@@ -1,8 +1,11 @@
 """The TFRA peer's own virtual environment (docs/toolchain.md, "The TFRA peer").
 
 TFRA 0.8.1 needs TensorFlow <= 2.16.2 and Python <= 3.11 and fails to import next to our
-TF 2.21, so it lives in a separate venv (default `.venvs/tfra` under the repository root) and
-the engine talks to a worker process started with that venv's python.
+TF 2.21, so it lives in a separate venv and the engine talks to a worker process started with
+that venv's python. The venv is looked for only where it was configured: `$HASHLAB_TFRA_VENV`,
+else the path `hashlab env create tfra --path P` recorded, else `.venvs/tfra` in the source
+checkout this package runs from. Never in the current directory: an installed `hashlab` must
+not run whatever `./.venvs/tfra/bin/python` happens to be there.
 """
 from __future__ import annotations
 
@@ -18,20 +21,46 @@ REQUIREMENTS = ("tensorflow==2.16.2", "tensorflow-recommenders-addons==0.8.1", "
 PYTHON_VERSION = (3, 11)   # TFRA 0.8.1 ships wheels for Python 3.9-3.11 only
 
 
-def repo_root() -> str:
-    """The source checkout this package runs from; the working directory when the package is
-    installed (site-packages has no pyproject.toml beside it)."""
+ENV_VAR = "HASHLAB_TFRA_VENV"
+
+
+def checkout_root() -> str | None:
+    """The source checkout this package runs from (a pyproject.toml beside `engines/`), or
+    None when the package is installed."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return root if os.path.exists(os.path.join(root, "pyproject.toml")) else os.getcwd()
+    return root if os.path.isfile(os.path.join(root, "pyproject.toml")) else None
 
 
-def default_path() -> str:
-    """`$HASHLAB_TFRA_VENV`, else `<repo>/.venvs/tfra`."""
-    return os.environ.get("HASHLAB_TFRA_VENV") or os.path.join(repo_root(), ".venvs", "tfra")
+def config_file() -> str:
+    """Where `hashlab env create tfra --path P` records P."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"),
+                                                             ".config")
+    return os.path.join(base, "hashlab", "tfra-venv")
 
 
-def venv_python(path: str | None = None) -> str:
+def recorded_path() -> str | None:
+    try:
+        with open(config_file(), encoding="utf-8") as f:
+            path = f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return path if path and os.path.isabs(path) else None
+
+
+def default_path() -> str | None:
+    """`$HASHLAB_TFRA_VENV`, else the recorded path, else `<checkout>/.venvs/tfra`; None when
+    no location is configured (an installed package without either)."""
+    configured = os.environ.get(ENV_VAR) or recorded_path()
+    if configured:
+        return os.path.abspath(configured)
+    root = checkout_root()
+    return os.path.join(root, ".venvs", "tfra") if root else None
+
+
+def venv_python(path: str | None = None) -> str | None:
     path = path or default_path()
+    if path is None:
+        return None
     sub = ("Scripts", "python.exe") if os.name == "nt" else ("bin", "python")
     return os.path.join(path, *sub)
 
@@ -50,22 +79,36 @@ def find_base_python() -> str:
 
 
 def create_env(path: str | None = None, log=print) -> str:
-    """Create (or complete) the TFRA venv at `path` and return its python executable.
+    """Create (or complete) the TFRA venv at `path` (default: default_path()) and return its
+    python executable. An explicit path is recorded (config_file()), so later runs find it.
 
     Idempotent: an existing venv is reused and pip only installs what is missing. Raises
-    RuntimeError with pip's output tail when an install step fails.
+    RuntimeError with pip's output tail when an install step fails, or when no path is given
+    and none is configured.
     """
-    path = os.path.abspath(path or default_path())
-    python = venv_python(path)
+    target = path or default_path()
+    if target is None:
+        raise RuntimeError(f"no location for the TFRA venv: pass --path, or set {ENV_VAR}")
+    target = os.path.abspath(target)
+    python = venv_python(target)
     start = time.monotonic()
     if not os.path.exists(python):
-        log(f"creating venv {path}")
-        _run([find_base_python(), "-m", "venv", path])
+        log(f"creating venv {target}")
+        _run([find_base_python(), "-m", "venv", target])
     log(f"installing {' '.join(REQUIREMENTS)} (about 2.4 GB)")
     _run([python, "-m", "pip", "install", "--disable-pip-version-check", "-q",
           *REQUIREMENTS])
-    log(f"TFRA venv ready at {path} ({time.monotonic() - start:.0f} s)")
+    if path is not None:
+        _record(target)
+    log(f"TFRA venv ready at {target} ({time.monotonic() - start:.0f} s)")
     return python
+
+
+def _record(path: str) -> None:
+    config = config_file()
+    os.makedirs(os.path.dirname(config), exist_ok=True)
+    with open(config, "w", encoding="utf-8") as f:
+        f.write(path + "\n")
 
 
 def _run(cmd: list[str]) -> None:

@@ -33,6 +33,7 @@ def small_sizes(monkeypatch):
         monkeypatch.setattr(mod, name, value)
     monkeypatch.setattr(bench_lookup.FusedLookup, "ROWS", 2_000)
     monkeypatch.setattr(bench_lookup.FusedLookup, "N", 1_200)
+    monkeypatch.setattr(bench_update.RepeatedId, "REPEATS", 500)
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)

@@ -96,7 +96,7 @@ def test_engine_crash_is_a_failure_not_an_exception(training_scenario):
 
         def _create_table(self, *args):
             table = super()._create_table(*args)
-            table._restore = lambda basename: (_ for _ in ()).throw(OSError("disk gone"))
+            table._stage_restore = lambda basename: (_ for _ in ()).throw(OSError("disk gone"))
             return table
     engines.register("test-crashing", lambda **o: Crashing(**o))
     try:

@@ -5,6 +5,6 @@ from __future__ import annotations
 
 import os
 
-from helpers import TFOPS_CLUSTER_ENV
+from engines.testing.helpers import TFOPS_CLUSTER_ENV
 
 collect_ignore_glob = [] if os.environ.get(TFOPS_CLUSTER_ENV) == "1" else ["cluster/*"]

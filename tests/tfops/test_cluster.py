@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import TFOPS_CLUSTER_ENV
+from engines.testing.helpers import TFOPS_CLUSTER_ENV
 
 pytest.importorskip("tensorflow", reason="tensorflow is not installed (`tf` extra)")
 

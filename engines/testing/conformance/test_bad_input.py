@@ -6,25 +6,14 @@ import numpy as np
 import pytest
 
 import engines
-from engines.testing.helpers import ids, require, rows
+from engines.testing.helpers import ids, require, rows, small_table, snapshot
 
 pytestmark = pytest.mark.conformance_area("bad input")
-
-PROBE = np.arange(-3, 8, dtype=np.int64)
 
 
 @pytest.fixture
 def table(engine):
-    t = engine.create_table(engines.table_config(dim=2, optimizer="adagrad"),
-                            learning_rates=(0.1,))
-    t.assign(ids(1, 2, 3), rows([1, 2], [3, 4], [5, 6]), req_time=5)
-    return t
-
-
-def snapshot(t):
-    """Everything observable about the table (entries too, where the engine exposes them)."""
-    entries = t.lookup_entry(PROBE) if "lookup_entry" in t.capabilities.ops else None
-    return t.size(), entries, t.lookup(PROBE).tobytes(), t.max_update_ts
+    return small_table(engine)
 
 
 GOOD_IDS = ids(1, 4)

@@ -103,10 +103,17 @@ def _victim(engine):
 
 
 @pytest.mark.parametrize("damage", ["flip_payload", "flip_length", "truncate", "garbage_record",
-                                    "missing_shard", "stray_file", "mixed_counts"])
-def test_bad_checkpoint_raises_and_table_unchanged(engine, tmp_path, damage):
+                                    "missing_shard", "mixed_counts"])
+@pytest.mark.parametrize("manifest", [True, False], ids=["manifest", "no_manifest"])
+def test_bad_checkpoint_raises_and_table_unchanged(engine, tmp_path, damage, manifest):
+    """Without a manifest (Monolith's checkpoints) each damage is reported where it is; with
+    one, the manifest's size or CRC32C catches it first when the record framing does not."""
     require(engine, op=("save", "restore", "lookup_entry"), optimizer="adagrad")
     _sample_table(engine, tmp_path)
+    if not manifest:
+        (tmp_path / "good.manifest").unlink()
+    elif damage == "mixed_counts":
+        pytest.skip("a manifest names its set: another count's files are ignored")
     shard1 = tmp_path / "good-00001-of-00002"
     data = bytearray(shard1.read_bytes())
     if damage == "flip_payload":
@@ -119,16 +126,16 @@ def test_bad_checkpoint_raises_and_table_unchanged(engine, tmp_path, damage):
         match = "good-00001-of-00002.*record 0"
     elif damage == "truncate":
         shard1.write_bytes(bytes(data[:-3]))
-        match = "good-00001-of-00002.*record"
+        match = "good-00001-of-00002.*record" if not manifest else \
+            "good-00001-of-00002: .*bytes, the checkpoint manifest says"
     elif damage == "garbage_record":
         shard1.write_bytes(bytes(data) + frame(b"\xff\xff\xff"))
-        match = "good-00001-of-00002.*record"
+        match = "good-00001-of-00002.*record" if not manifest else \
+            "good-00001-of-00002: .*bytes, the checkpoint manifest says"
     elif damage == "missing_shard":
         shard1.unlink()
-        match = "shard 1 of 2 is missing"
-    elif damage == "stray_file":
-        (tmp_path / "good-extra").write_bytes(b"")
-        match = "good-extra"
+        match = "shard 1 of 2 is missing" if not manifest else \
+            "good-00001-of-00002: checkpoint file not found"
     else:
         (tmp_path / "good-00000-of-00003").write_bytes(b"")
         match = "of-0000"
@@ -190,7 +197,7 @@ def test_resave_with_other_shard_count_replaces_old_set(engine, tmp_path):
     t.assign(np.arange(20, dtype=np.int64), np.ones((20, 1), np.float32))
     t.save(str(tmp_path / "t"), nshards=3)
     t.save(str(tmp_path / "t"), nshards=2)
-    assert sorted(os.listdir(tmp_path)) == ["t-00000-of-00002", "t-00001-of-00002"]
+    assert sorted(os.listdir(tmp_path)) == ["t-00000-of-00002", "t-00001-of-00002", "t.manifest"]
     fresh = engine.create_table(engines.table_config(dim=1))
     fresh.restore(str(tmp_path / "t"))
     assert fresh.size() == 20
@@ -209,7 +216,9 @@ def test_checkpoint_bytes_identical_to_numpy(engine, numpy_engine, tmp_path):
         t = eng.create_table(cfg, learning_rates=(0.5, 0.25))
         t.assign_add(keys, grads, req_time=11)
         t.apply_gradients(keys[::3], grads[::3], req_time=12)
-        files[name] = [open(p, "rb").read() for p in t.save(str(tmp_path / name), nshards=4)]
+        base = tmp_path / name / "t"
+        files[name] = [open(p, "rb").read() for p in t.save(str(base), nshards=4)]
+        files[name].append((tmp_path / name / "t.manifest").read_bytes())   # the manifest too
     if engine.name == "numpy":
         assert all(files["ref"])
     assert files["eng"] == files["ref"]

@@ -314,8 +314,9 @@ def test_timestamp_last_write_wins(engine):                       # core §2.0
     assert t.max_update_ts == 500
 
 
-def test_timestamp_truncated_to_uint32(engine):                   # core §1.3
+def test_timestamp_holds_the_whole_uint32_range(engine):           # core §1.3
     require(engine, op="lookup_entry")
     t = sgd_table(engine)
-    t.assign(ids(1), rows(1), req_time=(1 << 32) + 7)
-    assert pb.EntryDump.FromString(t.lookup_entry(ids(1))[0]).last_update_ts_sec == 7
+    t.assign(ids(1), rows(1), req_time=(1 << 32) - 1)
+    assert pb.EntryDump.FromString(t.lookup_entry(ids(1))[0]).last_update_ts_sec == (1 << 32) - 1
+    assert t.max_update_ts == (1 << 32) - 1
