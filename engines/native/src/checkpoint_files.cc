@@ -175,29 +175,23 @@ ByteBuffer read_exactly(int fd, uint64_t size, const std::string& path) {
 
 // ---- the manifest (docs/checkpoints.md) -------------------------------------------------------
 
-struct ManifestShard {
-  std::string name, temp;  // temp: only in a pending manifest
-  uint64_t size = 0;
-  uint32_t crc = 0;
-};
-
 struct Manifest {
   bool pending = false;
-  std::vector<ManifestShard> shards;
+  std::vector<ShardRecord> shards;  // temp names only in a pending manifest
 };
+
+std::string committed_line(const ShardRecord& s) {
+  char crc[16];
+  snprintf(crc, sizeof crc, "%08x", s.crc);
+  return "shard " + std::to_string(s.index) + " " + s.name + " " + std::to_string(s.size) + " " +
+         crc;
+}
 
 std::string manifest_text(const Manifest& m) {
   std::string out = std::string(kManifestHeader) + "\n";
   out += m.pending ? "state pending\n" : "state committed\n";
   out += "shards " + std::to_string(m.shards.size()) + "\n";
-  char crc[16];
-  for (size_t i = 0; i < m.shards.size(); ++i) {
-    const ManifestShard& s = m.shards[i];
-    snprintf(crc, sizeof crc, "%08x", s.crc);
-    out += "shard " + std::to_string(i) + " " + s.name + " " + std::to_string(s.size) + " " + crc;
-    if (m.pending) out += " " + s.temp;
-    out += "\n";
-  }
+  for (const ShardRecord& s : m.shards) out += (m.pending ? s.line() : committed_line(s)) + "\n";
   return out;
 }
 
@@ -248,30 +242,20 @@ Manifest parse_manifest(const std::string& text, const std::string& prefix,
   if (lines.size() != 3 + n) throw bad("it lists " + std::to_string(lines.size() - 3) +
                                        " shard lines for " + std::to_string(n) + " shards");
   for (uint64_t i = 0; i < n; ++i) {
-    const auto w = split_words(lines[3 + i]);
-    const std::string where = "shard line " + std::to_string(i);
-    if (w.size() != (m.pending ? 6u : 5u) || w[0] != "shard") throw bad(where + " is malformed");
-    uint64_t index = 0;
-    int64_t si = 0, sn = 0;
-    ManifestShard s;
-    s.name = w[2];
-    if (!to_u64(w[1], &index) || index != i) throw bad(where + " is out of order");
-    if (!shard_file_name(s.name, prefix, &si, &sn) || si != static_cast<int64_t>(i) ||
-        sn != static_cast<int64_t>(n))
-      throw bad(where + ": '" + s.name + "' is not shard " + std::to_string(i) + " of " +
-                std::to_string(n) + " of " + prefix);
-    if (!to_u64(w[3], &s.size)) throw bad(where + ": bad size");
-    if (w[4].size() != 8 || w[4].find_first_not_of("0123456789abcdef") != std::string::npos)
-      throw bad(where + ": bad crc32c");
-    s.crc = static_cast<uint32_t>(std::strtoul(w[4].c_str(), nullptr, 16));
-    if (m.pending) {
-      s.temp = w[5];
-      const std::string start = "." + s.name + ".tmp-";
-      if (s.temp.size() != start.size() + 16 || s.temp.compare(0, start.size(), start) != 0 ||
-          !is_hex16(s.temp.substr(start.size())))
-        throw bad(where + ": bad temporary name '" + s.temp + "'");
+    const std::string& line = lines[3 + i];
+    if (!m.pending) {  // a committed line is a pending one without the temporary name
+      const auto w = split_words(line);
+      if (w.size() != 5) throw bad("shard line " + std::to_string(i) + " is malformed");
+      ShardRecord r = ShardRecord::parse(line + " ." + w[2] + ".tmp-0000000000000000", prefix,
+                                         static_cast<int64_t>(n), path);
+      r.temp.clear();
+      if (r.index != static_cast<int64_t>(i)) throw bad("shard lines are out of order");
+      m.shards.push_back(std::move(r));
+      continue;
     }
-    m.shards.push_back(std::move(s));
+    ShardRecord r = ShardRecord::parse(line, prefix, static_cast<int64_t>(n), path);
+    if (r.index != static_cast<int64_t>(i)) throw bad("shard lines are out of order");
+    m.shards.push_back(std::move(r));
   }
   return m;
 }
@@ -336,6 +320,36 @@ std::string make_dirs(const std::string& dir) {
 
 }  // namespace
 
+std::string ShardRecord::line() const { return committed_line(*this) + " " + temp; }
+
+ShardRecord ShardRecord::parse(const std::string& line, const std::string& prefix, int64_t n,
+                               const std::string& where) {
+  auto bad = [&](const std::string& what) {
+    return CheckpointFailure(where + ": not a valid checkpoint manifest: " + what);
+  };
+  const auto w = split_words(line);
+  if (w.size() != 6 || w[0] != "shard") throw bad("shard line '" + line + "' is malformed");
+  ShardRecord r;
+  uint64_t index = 0;
+  int64_t si = 0, sn = 0;
+  if (!to_u64(w[1], &index) || index >= static_cast<uint64_t>(n)) throw bad("bad shard index");
+  r.index = static_cast<int64_t>(index);
+  r.name = w[2];
+  if (!shard_file_name(r.name, prefix, &si, &sn) || si != r.index || sn != n)
+    throw bad("'" + r.name + "' is not shard " + std::to_string(r.index) + " of " +
+              std::to_string(n) + " of " + prefix);
+  if (!to_u64(w[3], &r.size)) throw bad("bad size in '" + line + "'");
+  if (w[4].size() != 8 || w[4].find_first_not_of("0123456789abcdef") != std::string::npos)
+    throw bad("bad crc32c in '" + line + "'");
+  r.crc = static_cast<uint32_t>(std::strtoul(w[4].c_str(), nullptr, 16));
+  r.temp = w[5];
+  const std::string start = "." + r.name + ".tmp-";
+  if (r.temp.size() != start.size() + 16 || r.temp.compare(0, start.size(), start) != 0 ||
+      !is_hex16(r.temp.substr(start.size())))
+    throw bad("bad temporary name '" + r.temp + "'");
+  return r;
+}
+
 std::string shard_name(const std::string& basename, int64_t i, int64_t n) {
   char suffix[48];  // room for two full int64s: the compiler checks the worst case
   snprintf(suffix, sizeof suffix, "-%05lld-of-%05lld", static_cast<long long>(i),
@@ -382,69 +396,117 @@ void TempShard::finish() {
   if (::close(fd) != 0) throw_errno("cannot close " + path, errno);
 }
 
-ShardSetWriter::ShardSetWriter(const std::string& basename, int64_t nshards)
-    : basename_(basename) {
+ShardSetWriter::ShardSetWriter(const std::string& basename, int64_t nshards, int64_t first,
+                               int64_t stride)
+    : basename_(basename), nshards_(nshards), first_(first), stride_(stride) {
   check_basename(basename);
   if (nshards < 1 || nshards > kMaxShards)
     throw std::invalid_argument("nshards: shard count must be in [1, 99999], got " +
                                 std::to_string(nshards));
+  if (stride < 1 || first < 0 || first >= stride || nshards % stride != 0)
+    throw std::invalid_argument("nshards: " + std::to_string(nshards) + " shards cannot be "
+                                "split among " + std::to_string(stride) + " writers");
   const SplitBase b = split_base(basename);
-  dir_text_ = b.dir_text;
-  prefix_ = b.prefix;
   dir_ = make_dirs(std::filesystem::absolute(b.dir).lexically_normal().string());
-  // Leftovers of a killed save: hidden temporaries of this prefix that the current manifest
-  // does not name (a pending manifest's temporaries may be the only copy of a checkpoint).
-  Manifest current;
-  bool have = false;
-  try {
-    have = read_manifest(basename, b, &current);
-  } catch (const CheckpointFailure&) {
-    have = false;  // unreadable: it names nothing we must keep
+  if (stride == 1) {
+    // Leftovers of a killed save: hidden temporaries of this prefix that the current manifest
+    // does not name (a pending manifest's temporaries may be the only copy of a checkpoint).
+    // A writer of a shared set skips this: the other writers' temporaries look the same.
+    Manifest current;
+    bool have = false;
+    try {
+      have = read_manifest(basename, b, &current);
+    } catch (const CheckpointFailure&) {
+      have = false;  // unreadable: it names nothing we must keep
+    }
+    for (const std::string& name : names_starting(dir_, "." + b.prefix)) {
+      const size_t tmp = name.rfind(".tmp-");
+      if (tmp == std::string::npos || !is_hex16(name.substr(tmp + 5))) continue;
+      const std::string target = name.substr(1, tmp - 1);
+      int64_t i = 0, n = 0;
+      if (target != b.prefix + ".manifest" && !shard_file_name(target, b.prefix, &i, &n))
+        continue;
+      bool named = false;
+      if (have && current.pending)
+        for (const ShardRecord& s : current.shards) named = named || s.temp == name;
+      if (!named) ::unlink((dir_ + "/" + name).c_str());
+    }
   }
-  for (const std::string& name : names_starting(dir_, "." + prefix_)) {
-    const size_t tmp = name.rfind(".tmp-");
-    if (tmp == std::string::npos || !is_hex16(name.substr(tmp + 5))) continue;
-    const std::string target = name.substr(1, tmp - 1);
-    int64_t i = 0, n = 0;
-    if (target != prefix_ + ".manifest" && !shard_file_name(target, prefix_, &i, &n)) continue;
-    bool named = false;
-    if (have && current.pending)
-      for (const ManifestShard& s : current.shards) named = named || s.temp == name;
-    if (!named) ::unlink((dir_ + "/" + name).c_str());
-  }
-  for (int64_t i = 0; i < nshards; ++i)
-    shards_.push_back(std::make_unique<TempShard>(
-        dir_, prefix_ + shard_name("", i, nshards)));
+  shards_.resize(static_cast<size_t>(nshards));
+  for (int64_t i = first; i < nshards; i += stride)
+    shards_[i] = std::make_unique<TempShard>(dir_, b.prefix + shard_name("", i, nshards));
 }
 
 ShardSetWriter::~ShardSetWriter() = default;
 
+std::vector<ShardRecord> ShardSetWriter::records() {
+  std::vector<ShardRecord> out;
+  for (int64_t i = 0; i < nshards_; ++i) {
+    if (!shards_[i]) continue;
+    const TempShard& t = *shards_[i];
+    out.push_back(ShardRecord{i, t.final_name(), t.temp_name(), t.size(), t.crc()});
+    shards_[i]->keep();  // from here on the committer owns the temporary file
+  }
+  return out;
+}
+
 std::vector<std::string> ShardSetWriter::commit() {
-  const int64_t n = static_cast<int64_t>(shards_.size());
+  if (stride_ != 1) throw std::logic_error("a shared set is committed by commit_shard_set");
+  return commit_shard_set(basename_, records());
+}
+
+std::vector<std::string> commit_shard_set(const std::string& basename,
+                                          std::vector<ShardRecord> records) {
+  check_basename(basename);
+  const SplitBase b = split_base(basename);
+  const std::string dir =
+      std::filesystem::absolute(b.dir).lexically_normal().string();
+  const int64_t n = static_cast<int64_t>(records.size());
+  std::sort(records.begin(), records.end(),
+            [](const ShardRecord& x, const ShardRecord& y) { return x.index < y.index; });
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t si = 0, sn = 0;
+    if (records[i].index != i || !shard_file_name(records[i].name, b.prefix, &si, &sn) ||
+        si != i || sn != n)
+      throw std::invalid_argument("shard records: need shards 0.." + std::to_string(n - 1) +
+                                  " of " + b.prefix + " once each");
+  }
+  // A pending manifest of a killed save names temporaries that were kept as the only copy of
+  // its set; once this commit replaces that manifest they are leftovers, removed below.
+  std::vector<std::string> superseded;
+  try {
+    Manifest current;
+    if (read_manifest(basename, b, &current) && current.pending)
+      for (const ShardRecord& s : current.shards) superseded.push_back(s.temp);
+  } catch (const CheckpointFailure&) {
+    // unreadable: it names nothing to clean up
+  }
   Manifest m;
   m.pending = true;
-  for (const auto& s : shards_)
-    m.shards.push_back(ManifestShard{s->final_name(), s->temp_name(), s->size(), s->crc()});
+  m.shards = std::move(records);
+  for (const ShardRecord& s : m.shards)
+    superseded.erase(std::remove(superseded.begin(), superseded.end(), s.temp),
+                     superseded.end());
   // The commit point: from here on, the new set is the checkpoint.
-  write_file_atomic_in(dir_, prefix_ + ".manifest", manifest_text(m));
-  for (const auto& s : shards_) s->keep();
-  for (const auto& s : shards_) {
-    const std::string from = dir_ + "/" + s->temp_name(), to = dir_ + "/" + s->final_name();
+  write_file_atomic_in(dir, b.prefix + ".manifest", manifest_text(m));
+  for (const ShardRecord& s : m.shards) {
+    const std::string from = dir + "/" + s.temp, to = dir + "/" + s.name;
     if (::rename(from.c_str(), to.c_str()) != 0) throw_errno("cannot rename " + from, errno);
   }
-  for (const std::string& name : names_starting(dir_, prefix_ + "-")) {
+  for (const std::string& name : names_starting(dir, b.prefix + "-")) {
     int64_t i = 0, count = 0;
-    if (shard_file_name(name, prefix_, &i, &count) && count != n) {
-      const std::string path = dir_ + "/" + name;
+    if (shard_file_name(name, b.prefix, &i, &count) && count != n) {
+      const std::string path = dir + "/" + name;
       if (::unlink(path.c_str()) != 0 && errno != ENOENT)
         throw_errno("cannot remove stale shard " + path, errno);
     }
   }
-  fsync_dir(dir_);
+  for (const std::string& temp : superseded) ::unlink((dir + "/" + temp).c_str());
+  fsync_dir(dir);
   m.pending = false;
-  write_file_atomic_in(dir_, prefix_ + ".manifest", manifest_text(m));
+  write_file_atomic_in(dir, b.prefix + ".manifest", manifest_text(m));
   std::vector<std::string> paths;
-  for (int64_t i = 0; i < n; ++i) paths.push_back(shard_name(basename_, i, n));
+  for (int64_t i = 0; i < n; ++i) paths.push_back(shard_name(basename, i, n));
   return paths;
 }
 
@@ -462,7 +524,7 @@ ShardSet find_shard_set(const std::string& basename) {
   Manifest m;
   if (read_manifest(basename, b, &m)) {
     set.from_manifest = true;
-    for (const ManifestShard& s : m.shards) {
+    for (const ShardRecord& s : m.shards) {
       ShardToRead r;
       r.path = b.dir_text + s.name;
       struct stat st;

@@ -47,20 +47,45 @@ class TempShard {
   bool keep_ = false;
 };
 
-// Writes basename's shard set with the manifest protocol: shard(i) for i = 0..n-1 in any
-// order, then commit(). Destroyed without commit(): every temporary file is removed and the
-// previous checkpoint is untouched.
+// One shard of a set as a pending manifest line names it: "shard <i> <name> <size> <crc32c>
+// <temporary name>". Several writers of one set (parameter-server tasks) hand these to the one
+// that commits.
+struct ShardRecord {
+  int64_t index = 0;
+  std::string name, temp;  // final file name; hidden temporary holding it until the commit
+  uint64_t size = 0;
+  uint32_t crc = 0;
+
+  std::string line() const;
+  // CheckpointFailure naming `where` when the line is not shard `index`-of-`n` of `prefix`.
+  static ShardRecord parse(const std::string& line, const std::string& prefix, int64_t n,
+                           const std::string& where);
+};
+
+// Writes basename's shard set with the manifest protocol: shard(i) for the shards this writer
+// owns (i % stride == first; all of them by default), then commit(), or records() for a set
+// that several writers fill and one commits (commit_shard_set). Destroyed before either: every
+// temporary file is removed and the previous checkpoint is untouched.
 class ShardSetWriter {
  public:
-  ShardSetWriter(const std::string& basename, int64_t nshards);
+  ShardSetWriter(const std::string& basename, int64_t nshards, int64_t first = 0,
+                 int64_t stride = 1);
   ~ShardSetWriter();
+  bool owns(int64_t i) const { return i % stride_ == first_; }
   TempShard& shard(int64_t i) { return *shards_[i]; }
-  std::vector<std::string> commit();  // the final paths, in shard order
+  std::vector<ShardRecord> records();  // the written shards, kept for a later commit
+  std::vector<std::string> commit();   // the final paths, in shard order
 
  private:
-  std::string basename_, dir_text_, dir_, prefix_;
-  std::vector<std::unique_ptr<TempShard>> shards_;
+  std::string basename_, dir_;
+  int64_t nshards_, first_, stride_;
+  std::vector<std::unique_ptr<TempShard>> shards_;  // null for shards another writer owns
 };
+
+// The commit of a set whose shards all sit in their temporaries (docs/checkpoints.md steps
+// 3-6): pending manifest, renames, stale-set removal, committed manifest. Returns the paths.
+std::vector<std::string> commit_shard_set(const std::string& basename,
+                                          std::vector<ShardRecord> records);
 
 // Where to read one shard of a set, and what the manifest promises about it.
 struct ShardToRead {

@@ -488,6 +488,10 @@ std::string parse_entry_dump(const TableConfig& cfg, const uint8_t* data, size_t
   }
   if (!r.err.empty()) return "not a valid EntryDump (" + r.err + ")";
   if (!e->has_id) return "EntryDump has no id";
+  // int64 on the wire, but entry timestamps are uint32 seconds: a wider one would wrap.
+  if (e->ts < 0 || e->ts > static_cast<int64_t>(UINT32_MAX))
+    return "last_update_ts_sec " + std::to_string(e->ts) +
+           " is outside [0, 4294967295] (entry timestamps are uint32 seconds)";
   if (e->num_count > cfg.dim)
     return std::to_string(e->num_count) + " embedding values, table dim is " +
            std::to_string(cfg.dim);

@@ -168,6 +168,23 @@ std::vector<std::string> ShardCodec::save(const EntrySource& src, int64_t max_ts
   return writer.commit();
 }
 
+std::vector<ShardRecord> ShardCodec::save_part(const EntrySource& src, int64_t max_ts,
+                                               const std::string& basename, int64_t nshards,
+                                               int64_t first, int64_t stride) const {
+  ShardSetWriter writer(basename, nshards, first, stride);  // checks the split
+  const auto shards = sorted_buckets(src, true, max_ts, -1, nshards);
+  for (int64_t s = 0; s < nshards; ++s) {
+    if (writer.owns(s)) {
+      write_shard(shards[s], &writer.shard(s));
+    } else if (!shards[s].empty()) {
+      throw std::invalid_argument("save: this part holds ids of shard " + std::to_string(s) +
+                                  ", which belongs to part " + std::to_string(s % stride) +
+                                  " (ids must be routed by shard_of(id, parts))");
+    }
+  }
+  return writer.records();
+}
+
 Blobs ShardCodec::slice(const EntrySource& src, int64_t shard_idx, int64_t num_shards,
                         int64_t limit, int64_t offset, int64_t* new_offset) const {
   if (num_shards < 1 || num_shards > 0xFFFFFFFFLL || shard_idx < 0 || shard_idx >= num_shards ||
@@ -192,7 +209,8 @@ Blobs ShardCodec::slice(const EntrySource& src, int64_t shard_idx, int64_t num_s
 // Frames of one file are found sequentially (each length is needed to find the next), then
 // the records are CRC-checked and parsed by the pool in parallel into out's staging area.
 void ShardCodec::parse_file(const ShardToRead& shard, int64_t placement, int64_t num_shards,
-                            Staged* out, size_t* presize_bytes) const {
+                            int64_t part, int64_t num_parts, Staged* out,
+                            size_t* presize_bytes) const {
   const int T = pool_.size();
   const int64_t D = cfg_.dim, stride = D + cfg_.state_words;
   const std::string& path = shard.path;
@@ -295,9 +313,29 @@ void ShardCodec::parse_file(const ShardToRead& shard, int64_t placement, int64_t
                               bad_what[t]);
   if (!frame_error.empty()) throw CheckpointFailure(frame_error);
   verify_shard_crc(shard, buf);
+  if (num_parts > 1) {  // keep only this part's ids (every record was checked above)
+    int64_t kept = base;
+    for (int64_t i = base; i < base + count; ++i) {
+      if (shard_of(out->ids[i], static_cast<uint32_t>(num_parts)) != part) continue;
+      if (kept != i) {
+        out->ids[kept] = out->ids[i];
+        out->ts[kept] = out->ts[i];
+        out->num_count[kept] = out->num_count[i];
+        memmove(rows + kept * stride, rows + i * stride, static_cast<size_t>(stride) * 4);
+      }
+      ++kept;
+    }
+    out->ids.resize(static_cast<size_t>(kept));
+    out->ts.resize(static_cast<size_t>(kept));
+    out->num_count.resize(static_cast<size_t>(kept));
+    out->rows.resize(static_cast<size_t>(kept * stride) * 4);
+  }
 }
 
-Staged ShardCodec::read(const std::string& basename) const {
+Staged ShardCodec::read(const std::string& basename, int64_t part, int64_t num_parts) const {
+  if (num_parts < 1 || num_parts > kMaxShards || part < 0 || part >= num_parts)
+    throw std::invalid_argument("restore: need 0 <= part < num_parts <= 99999, got part " +
+                                std::to_string(part) + " of " + std::to_string(num_parts));
   const ShardSet set = find_shard_set(basename);
   size_t total_bytes = 0;
   for (const ShardToRead& shard : set.shards) {
@@ -307,8 +345,13 @@ Staged ShardCodec::read(const std::string& basename) const {
   }
   Staged out;
   const int64_t n = static_cast<int64_t>(set.shards.size());
+  // With a manifest (our placement) and a count the parts divide, shard i holds only ids of
+  // part i % num_parts: the other files need not be read.
+  const bool skip = set.from_manifest && n % num_parts == 0;
   for (int64_t i = 0; i < n; ++i)
-    parse_file(set.shards[i], set.from_manifest ? i : -1, n, &out, &total_bytes);
+    if (!skip || i % num_parts == part)
+      parse_file(set.shards[i], set.from_manifest ? i : -1, n, part, num_parts, &out,
+                 &total_bytes);
   check_unique_ids(out);
   return out;
 }

@@ -72,6 +72,14 @@ class ShardCodec {
   std::vector<std::string> save(const EntrySource& src, int64_t max_ts,
                                 const std::string& basename, int64_t nshards) const;
 
+  // One writer's part of a set that several writers fill (a table sharded over parameter-server
+  // tasks): the shards s with s % stride == first, written to their temporaries and returned
+  // for commit_shard_set. The entries must all belong to those shards (ids routed by
+  // shard_of(id, stride)); std::invalid_argument otherwise.
+  std::vector<ShardRecord> save_part(const EntrySource& src, int64_t max_ts,
+                                     const std::string& basename, int64_t nshards,
+                                     int64_t first, int64_t stride) const;
+
   // save_as_tensor: dumps (with id) of shard_idx of num_shards, sorted by id, positions
   // [offset, offset + limit); no TTL. *new_offset = offset + the number returned.
   Blobs slice(const EntrySource& src, int64_t shard_idx, int64_t num_shards, int64_t limit,
@@ -81,7 +89,10 @@ class ShardCodec {
   // record, and checks that no id appears twice and (for a set with a manifest, which we
   // wrote) that each id sits in the shard its fixed hash names. Throws CheckpointFailure
   // naming the file and record.
-  Staged read(const std::string& basename) const;
+  // part/num_parts: stage only the ids with shard_of(id, num_parts) == part (a parameter-server
+  // task restoring its share of any checkpoint). Every file read is fully checked; with a
+  // manifest and a shard count the parts divide, a part reads only the files that hold it.
+  Staged read(const std::string& basename, int64_t part = 0, int64_t num_parts = 1) const;
 
  private:
   // Live entries bucketed by shard, each bucket sorted by id; shard_idx >= 0 keeps only
@@ -91,8 +102,8 @@ class ShardCodec {
                                                     int64_t num_shards) const;
   void write_shard(const std::vector<EntryRef>& entries, TempShard* file) const;
   // placement: the shard index every id must hash to (-1: not checked).
-  void parse_file(const ShardToRead& shard, int64_t placement, int64_t num_shards, Staged* out,
-                  size_t* presize_bytes) const;
+  void parse_file(const ShardToRead& shard, int64_t placement, int64_t num_shards, int64_t part,
+                  int64_t num_parts, Staged* out, size_t* presize_bytes) const;
   void check_unique_ids(const Staged& st) const;
 
   const TableConfig& cfg_;

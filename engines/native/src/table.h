@@ -57,7 +57,13 @@ class Table {
     Staged records;
     PartitionedBatch by_partition;  // ids and hashes of the records, grouped by partition
   };
-  std::unique_ptr<Restored> stage_restore(const std::string& basename) const;
+  // part/num_parts: only the ids with shard_of(id, num_parts) == part (a sharded table's task).
+  std::unique_ptr<Restored> stage_restore(const std::string& basename, int64_t part = 0,
+                                          int64_t num_parts = 1) const;
+  // This table's part of a set that several tables fill (shards s % stride == first), for
+  // commit_shard_set (checkpoint_files.h).
+  std::vector<ShardRecord> save_part(const std::string& basename, int64_t nshards,
+                                     int64_t first, int64_t stride) const;
   void commit_restore(std::unique_ptr<Restored> content);
   Blobs save_as_tensor(int64_t shard_idx, int64_t num_shards, int64_t limit, int64_t offset,
                        int64_t* new_offset) const;

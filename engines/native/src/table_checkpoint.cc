@@ -30,6 +30,13 @@ std::vector<std::string> Table::save(const std::string& basename, int64_t nshard
   return ShardCodec(cfg_, *pool_).save(Entries(*this), max_ts_, basename, nshards);
 }
 
+std::vector<ShardRecord> Table::save_part(const std::string& basename, int64_t nshards,
+                                          int64_t first, int64_t stride) const {
+  std::shared_lock<std::shared_mutex> lk(mu_);
+  return ShardCodec(cfg_, *pool_).save_part(Entries(*this), max_ts_, basename, nshards, first,
+                                            stride);
+}
+
 Blobs Table::save_as_tensor(int64_t shard_idx, int64_t num_shards, int64_t limit,
                             int64_t offset, int64_t* new_offset) const {
   std::shared_lock<std::shared_mutex> lk(mu_);
@@ -42,9 +49,10 @@ Blobs Table::save_as_tensor(int64_t shard_idx, int64_t num_shards, int64_t limit
 // nothing new: fresh gigabytes would stall in page faults and huge-page compaction): it
 // reserves room first, so an out-of-memory error leaves the table as it was, then clears and
 // fills the partitions in place.
-std::unique_ptr<Table::Restored> Table::stage_restore(const std::string& basename) const {
+std::unique_ptr<Table::Restored> Table::stage_restore(const std::string& basename,
+                                                      int64_t part, int64_t num_parts) const {
   auto out = std::make_unique<Restored>();
-  out->records = ShardCodec(cfg_, *pool_).read(basename);  // ids are unique
+  out->records = ShardCodec(cfg_, *pool_).read(basename, part, num_parts);  // ids are unique
   build_batch(*pool_, out->records.ids.data(), nullptr, out->records.size(), 0, "",
               kPartitions, Partition::hash_of, part_of, &out->by_partition);
   return out;

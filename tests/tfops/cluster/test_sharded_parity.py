@@ -104,7 +104,7 @@ def test_each_task_writes_its_own_shards(tmp_path, ps):
     with c.session(ps, g) as sess:
         written = sess.run(per_task)
         for i, task_lines in enumerate(written):
-            assert [int(x.split()[0]) for x in task_lines] == list(range(i, 8, ps))
+            assert [int(x.split()[1]) for x in task_lines] == list(range(i, 8, ps))
         assert not [n for n in os.listdir(tmp_path) if not n.startswith(".")]  # nothing yet
         paths = sess.run(commit, {lines: np.concatenate(written)})
     assert [os.path.basename(p.decode()) for p in paths] == [f"s-{s:05d}-of-00008"
