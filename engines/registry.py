@@ -134,9 +134,11 @@ def unregister(name: str) -> None:
     _registered.pop(name, None)
 
 
-def names() -> list[str]:
-    """Built-ins first, then plug-ins, then engines registered in this process."""
-    return list(_BUILTIN) + list(_plugin_table()[0]) + list(_registered)
+def names(registered: bool = True) -> list[str]:
+    """Built-ins first, then plug-ins, then (unless `registered` is False) engines registered
+    in this process."""
+    installed = list(_BUILTIN) + list(_plugin_table()[0])
+    return installed + list(_registered) if registered else installed
 
 
 def is_target(name: str) -> bool:

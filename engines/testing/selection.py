@@ -1,5 +1,6 @@
 """Which engines the conformance suite runs on: `--hashlab-engine` specs, else
-$HASHLAB_ENGINES, else every registered engine. Engines that declare threads run twice, with
+$HASHLAB_ENGINES, else every installed engine (built-in or plug-in; one registered at run time
+with engines.register runs when named). Engines that declare threads run twice, with
 threads=1 and threads=2 (results must be identical), unless the spec sets `threads`."""
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ def requested(option_values, env_value: str | None) -> tuple[list[str], bool]:
         return list(option_values), True
     if env_value:
         return [s for s in env_value.split(",") if s], True
-    return engines.names(), False
+    # The installed engines only: one that a module registers for this process (a test double)
+    # runs when named, and what a test module imports must not change the suite's engines.
+    return engines.names(registered=False), False
 
 
 def engine_params(texts, explicit: bool) -> list:

@@ -91,6 +91,17 @@ def library_path() -> Path:
     return cache_root() / f"tf{tf.__version__}-{h.hexdigest()[:16]}" / LIB_NAME
 
 
+def has_cached_library() -> bool:
+    """Whether a library built for the installed TensorFlow version sits in the cache (read
+    from package metadata: TensorFlow is not imported)."""
+    import importlib.metadata
+    try:
+        version = importlib.metadata.version("tensorflow")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return any(cache_root().glob(f"tf{version}-*/{LIB_NAME}"))
+
+
 def _run(cmd: list[str]) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

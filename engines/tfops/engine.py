@@ -182,11 +182,13 @@ class TfNativeEngine(api.Engine):
         from engines.reference.tf_engine import TensorFlowEngine
         TensorFlowEngine.probe()            # TensorFlow is importable
         from engines.tfops import build
+        # Without importing TensorFlow (listing engines must stay fast): a compiler, or a
+        # library built earlier for the installed TensorFlow.
         try:
-            if not build.library_path().exists():
-                build.compiler()
+            build.compiler()
         except build.BuildError as exc:
-            raise api.EngineUnavailable(f"cannot build the op library: {exc}") from exc
+            if not build.has_cached_library():
+                raise api.EngineUnavailable(f"cannot build the op library: {exc}") from exc
 
     def __init__(self, threads: int | None = None, ps: int = 0):
         self.probe()

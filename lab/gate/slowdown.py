@@ -43,8 +43,9 @@ def _inner(table):
     return table._inner if isinstance(table, SlowLookupTable) else table
 
 
-class SlowLookupEngine:
-    """Everything of `base`, except that tables look up slower (fused lookups are unchanged)."""
+class SlowLookupEngine(engines.Engine):
+    """Everything of `base`, except that tables look up slower (fused lookups are unchanged).
+    An Engine subclass, as the registry requires; every call goes to `base`."""
 
     name = NAME
 
@@ -56,7 +57,15 @@ class SlowLookupEngine:
         self.capabilities = self._base.capabilities
 
     def create_table(self, *args, **kwargs):
+        # The base engine's create_table: its own checks, and tables and filters that agree
+        # on the engine they belong to.
         return SlowLookupTable(self._base.create_table(*args, **kwargs), self._fraction)
+
+    def _create_table(self, *args, **kwargs):     # Engine's hook, reached only through base
+        return SlowLookupTable(self._base._create_table(*args, **kwargs), self._fraction)
+
+    def create_hash_filter(self, *args, **kwargs):
+        return self._base.create_hash_filter(*args, **kwargs)
 
     def fused_lookup(self, tables, *args, **kwargs):
         return self._base.fused_lookup([_inner(t) for t in tables], *args, **kwargs)

@@ -53,9 +53,9 @@ def _cell_text(r) -> str:
 
 
 _SHORT_REASONS = (
-    (re.compile(r"optimizer (\w+) not declared"), r"no \1"),
-    (re.compile(r"op (\w+) not declared"), r"no \1"),
-    (re.compile(r"does not declare threads"), "1 thread only"),
+    (re.compile(r"optimizer (\w+)\b.* not declared"), r"no \1"),
+    (re.compile(r"\bop (\w+)\b.* not declared"), r"no \1"),
+    (re.compile(r"\bthreads not declared"), "1 thread only"),
     (re.compile(r"hash filter not declared"), "no filters"),
     (re.compile(r"TTL not declared"), "no TTL"),
     (re.compile(r"fused ops not declared"), "no fused ops"),

@@ -118,10 +118,12 @@ def _read_line(proc, deadline: float) -> str:
     return ""
 
 
-def _run_trial(engine, case, where, k, trials, rng) -> bool:
+def _run_trial(engine_param, case, where, k, trials, rng) -> bool:
     """Start the child, kill it during its save; True when it had finished before the kill."""
-    spec = {"engine": engine.name, "options": _options(engine), "case": case, "dir": str(where),
-            "no_exchange": case == "manager_journal"}
+    # The engine as the suite was given it (a name or a module:Factory target), so the child
+    # builds the same engine with the same options.
+    spec = {"engine": engine_param.spec.name, "options": engine_param.options, "case": case,
+            "dir": str(where), "no_exchange": case == "manager_journal"}
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen([sys.executable, CHILD, json.dumps(spec)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
@@ -157,7 +159,7 @@ def _leftovers_after_next_save(engine, case, where) -> list[str]:
 
 
 @pytest.mark.parametrize("case", ["resave4", "grow1to4", "manager", "manager_journal"])
-def test_killed_save_leaves_old_or_new_checkpoint(engine, tmp_path, case):
+def test_killed_save_leaves_old_or_new_checkpoint(engine, engine_param, tmp_path, case):
     require(engine, op=("save", "restore", "lookup_entry"))
     if not hasattr(signal, "SIGKILL"):
         pytest.skip("needs SIGKILL")
@@ -171,7 +173,7 @@ def test_killed_save_leaves_old_or_new_checkpoint(engine, tmp_path, case):
         where = tmp_path / f"trial{k}"
         where.mkdir()
         _prepare_old(engine, case, where)
-        if _run_trial(engine, case, where, k, trials, rng):
+        if _run_trial(engine_param, case, where, k, trials, rng):
             counts["completed"] += 1
         outcome = _outcome(engine, case, where, expected)
         counts[outcome.split(":")[0]] += 1
