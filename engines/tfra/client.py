@@ -26,6 +26,7 @@ class WorkerClient:
         self.timeout = timeout
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._dropped: list[int] = []   # tables collected since the last request
         self._log = tempfile.TemporaryFile()
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
         self.proc = subprocess.Popen([python, script], stdin=subprocess.PIPE,
@@ -54,28 +55,40 @@ class WorkerClient:
         return WorkerDied(f"TFRA worker (pid {self.proc.pid}) {why} ({status})"
                           + (f"; its stderr ends with:\n{tail}" if tail else ""))
 
+    def forget_table(self, table_id: int) -> None:
+        """Drop a table on the worker at the next request. Safe from a finalizer: garbage
+        collection runs them at any allocation, also in the middle of request() on this very
+        thread, so this does no I/O and takes no lock (list.append is atomic)."""
+        self._dropped.append(table_id)
+
     def request(self, op: str, args: dict | None = None,
                 arrays: dict[str, np.ndarray] | None = None,
                 timeout: float | None = None) -> tuple[dict, dict[str, np.ndarray]]:
         """Send one request; return the reply (header, arrays). Raises WorkerError with the
         worker's message when the op failed there, WorkerDied, or ProtocolError."""
         with self._lock:
-            if not self.alive():
-                raise self._died("is not running")
-            rid = next(self._ids)
-            start = time.perf_counter()
-            try:
-                protocol.write_frame(self.proc.stdin.fileno(),
-                                     {"op": op, "id": rid, "args": args or {}}, arrays)
-                header, out = protocol.read_frame(self.proc.stdout.fileno(),
-                                                  timeout=timeout or self.timeout,
-                                                  alive=self.alive)
-            except (BrokenPipeError, WorkerDied) as exc:
-                if self.alive():       # hung: do not leave it holding the pipe
-                    self.proc.kill()
-                    self.proc.wait()
-                raise self._died(f"died during {op!r}: {exc}") from None
-            total = time.perf_counter() - start
+            while self._dropped:
+                self._exchange("drop_table", {"table": self._dropped.pop()}, None, 30.0)
+            return self._exchange(op, args, arrays, timeout)
+
+    def _exchange(self, op, args, arrays, timeout) -> tuple[dict, dict[str, np.ndarray]]:
+        """One request and its reply; the caller holds the lock."""
+        if not self.alive():
+            raise self._died("is not running")
+        rid = next(self._ids)
+        start = time.perf_counter()
+        try:
+            protocol.write_frame(self.proc.stdin.fileno(),
+                                 {"op": op, "id": rid, "args": args or {}}, arrays)
+            header, out = protocol.read_frame(self.proc.stdout.fileno(),
+                                              timeout=timeout or self.timeout,
+                                              alive=self.alive)
+        except (BrokenPipeError, WorkerDied) as exc:
+            if self.alive():       # hung: do not leave it holding the pipe
+                self.proc.kill()
+                self.proc.wait()
+            raise self._died(f"died during {op!r}: {exc}") from None
+        total = time.perf_counter() - start
         protocol.check_version(header)
         if header.get("id") != rid or header.get("op") != op:
             raise ProtocolError(f"reply {header.get('op')!r}#{header.get('id')} does not "

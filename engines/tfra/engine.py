@@ -119,12 +119,6 @@ class TfraEngine(api.Engine):
         return TfraTable(self, spec, learning_rates, reply["table"])
 
 
-def _drop(client: WorkerClient, table_id: int) -> None:
-    if client.alive():
-        try:
-            client.request("drop_table", {"table": table_id}, timeout=30)
-        except Exception:   # noqa: BLE001 - best effort while tables are collected
-            pass
 
 
 class TfraTable(api.Table):
@@ -134,7 +128,8 @@ class TfraTable(api.Table):
         self._client = engine.client
         self._id = table_id
         self._max_ts = 0
-        weakref.finalize(self, _drop, self._client, table_id)
+        # Not a request from the finalizer: it can run inside another request of this thread.
+        weakref.finalize(self, self._client.forget_table, table_id)
 
     @property
     def last_worker_seconds(self) -> float:

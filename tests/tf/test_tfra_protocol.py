@@ -104,6 +104,46 @@ def test_handshake_reports_versions(tmp_path):
     assert not client.alive()
 
 
+def test_table_collected_during_a_request_is_dropped_without_deadlock(tmp_path, monkeypatch):
+    """A table's finalizer runs at any allocation, also inside request() on the same thread
+    (found in CI: the stateful test hung for an hour in a lookup whose json.dumps collected a
+    table). The drop waits for the next request instead of nesting one."""
+    import threading
+    import weakref
+    log = tmp_path / "ops.txt"
+    script = fake_worker(tmp_path, HELLO + f"""
+with open({str(log)!r}, "a") as f:
+    f.write(header["op"] + " " + str(header["args"].get("table", "")) + "\\n")
+reply(header)
+""")
+    client = WorkerClient(sys.executable, script, timeout=10)
+
+    class Table:
+        pass
+
+    tables = [Table()]
+    weakref.finalize(tables[0], client.forget_table, 7)
+    real_write = protocol.write_frame
+
+    def write_frame_collecting(fd, header, arrays=None):
+        tables.clear()                       # the finalizer runs here, mid-request
+        return real_write(fd, header, arrays)
+
+    monkeypatch.setattr(protocol, "write_frame", write_frame_collecting)
+    done = threading.Event()
+    runner = threading.Thread(target=lambda: (client.request("lookup", {"table": 1}),
+                                              client.request("size", {"table": 1}),
+                                              done.set()), daemon=True)
+    try:
+        runner.start()
+        runner.join(timeout=30)
+        assert done.is_set(), "request() deadlocked on a finalizer"
+        assert log.read_text().split("\n")[:3] == ["lookup 1", "drop_table 7", "size 1"]
+    finally:
+        monkeypatch.undo()
+        client.close()
+
+
 def test_version_mismatch_is_an_error(tmp_path):
     script = fake_worker(tmp_path, """
 protocol.write_frame(1, dict(v=999, op=header["op"], id=header["id"], ok=True))
