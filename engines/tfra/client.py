@@ -68,7 +68,10 @@ class WorkerClient:
         worker's message when the op failed there, WorkerDied, or ProtocolError."""
         with self._lock:
             while self._dropped:
-                self._exchange("drop_table", {"table": self._dropped.pop()}, None, 30.0)
+                try:
+                    self._exchange("drop_table", {"table": self._dropped.pop()}, None, 30.0)
+                except WorkerError:
+                    pass        # best effort: freeing a table must not fail another request
             return self._exchange(op, args, arrays, timeout)
 
     def _exchange(self, op, args, arrays, timeout) -> tuple[dict, dict[str, np.ndarray]]:
