@@ -6,24 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from engines.protos import embedding_hash_table_pb2 as pb
+from engines.ulp import ulp_distance
 
 MAX_ULP = 4
 ABS_FLOOR = 1e-12
-
-
-def ulp_distance(a, b) -> np.ndarray:
-    """|a - b| in units in the last place of float32 (NaN == NaN, inf == inf)."""
-    a = np.asarray(a, np.float32).reshape(-1)
-    b = np.asarray(b, np.float32).reshape(-1)
-
-    def ordered(x):
-        i = x.view(np.int32).astype(np.int64)
-        return np.where(i < 0, -(i & 0x7FFFFFFF), i)
-    d = np.abs(ordered(a) - ordered(b))
-    both_nan = np.isnan(a) & np.isnan(b)
-    d[both_nan] = 0
-    d[np.isnan(a) ^ np.isnan(b)] = 1 << 40
-    return d
 
 
 def assert_floats_close(a, b, what: str, max_ulp: int = MAX_ULP) -> None:
@@ -35,7 +21,7 @@ def assert_floats_close(a, b, what: str, max_ulp: int = MAX_ULP) -> None:
     bad = (ulp > max_ulp) & ~tiny
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise AssertionError(f"{what}[{i}]: {a[i]!r} vs {b[i]!r} ({int(ulp[i])} ulp)")
+        raise AssertionError(f"{what}[{i}]: {a[i]!r} vs {b[i]!r} ({ulp[i]:.0f} ulp)")
 
 
 def _message_fields(msg, prefix):
