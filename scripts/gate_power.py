@@ -139,9 +139,12 @@ def table(results: list[dict], thresholds) -> str:
                          f"{caught}/{res['pairs']} | {others}/{res['pairs']} | "
                          f"{res['load']['min']}/{res['load']['mean']}/{res['load']['max']} | "
                          f"{secs[len(secs) // 2]} |")
-    busy = {r["measure"]: r.get("busy_core") for r in results}
+    busy = [r["measure"] for r in results if r.get("busy_core")]
+    idle = [r["measure"] for r in results if not r.get("busy_core")]
+    load = (f"a second process kept one core busy in: {', '.join(busy) or 'no mode'}"
+            + (f"; not in: {', '.join(idle)}" if idle else ""))
     lines += ["", f"`hashlab bench --profile gate` on {BASE}; slowdown engine {SLOW_ENGINE} "
-                  f"(fraction {SLOWDOWN}); a second process kept one core busy: {busy}."]
+                  f"(fraction {SLOWDOWN}); {load}."]
     return "\n".join(lines)
 
 
