@@ -73,6 +73,9 @@ def test_tfra_failed_call_keeps_max_update_ts():
         def alive(self):
             return False
 
+        def forget_table(self, table_id):
+            pass
+
     class Engine:
         name = "tfra"
         client = DeadClient()
