@@ -31,7 +31,11 @@ class Sampling:
     """When to stop sampling a scenario: after `min_samples` once every op's median ratio is
     known to ±`target` (95% CI), after `max_samples` in any case, and once `cap_s` seconds
     per measured op have passed (but never before `floor` samples). `warmup_s`: unrecorded
-    paired steps first, for at least that long."""
+    paired steps first, for at least that long.
+
+    `long_s` bounds the slow cases (a 4 M-entry checkpoint written entry by entry in Python
+    takes many minutes a step): warm-up stops after the step that passes it, and sampling
+    stops once it has passed with at least one sample, `floor` or not."""
     min_samples: int = 10
     max_samples: int = 300
     target: float = 0.05
@@ -39,12 +43,14 @@ class Sampling:
     floor: int = 3
     warmup_s: float = 1.0
     max_warmup_steps: int = 200
+    long_s: float = 120.0
 
     @classmethod
     def fixed(cls, n: int) -> "Sampling":
         """Exactly n samples after the scenario's own warm-up (deterministic meters need no
         more)."""
-        return cls(min_samples=n, max_samples=n, cap_s=float("inf"), floor=n, warmup_s=0.0)
+        return cls(min_samples=n, max_samples=n, cap_s=float("inf"), floor=n, warmup_s=0.0,
+                   long_s=float("inf"))
 
     def converged(self, samples: "OpSamples") -> bool:
         return relative_half_width(samples.precision_series()) <= self.target
@@ -56,6 +62,8 @@ class Sampling:
         if n >= self.max_samples:
             return True
         if n >= self.min_samples and all(self.converged(o) for o in ops):
+            return True
+        if n >= 1 and elapsed >= self.long_s:
             return True
         return n >= self.floor and elapsed >= self.cap_s * len(ops)
 
@@ -115,8 +123,12 @@ def sample_scenario(scenario, engine, workdir: str, baselines: Baselines, sampli
     peak = rss_bytes(proc) if observe else 0
     step, start = 0, time.perf_counter()
     least = scenario.warmup + scenario.steps
-    while step < least or (time.perf_counter() - start < sampling.warmup_s
-                           and step < sampling.max_warmup_steps):
+    while True:
+        elapsed = time.perf_counter() - start
+        more = (step < least and elapsed < sampling.long_s) or (
+            elapsed < sampling.warmup_s and step < sampling.max_warmup_steps)
+        if not more:
+            break
         _paired_step(ex, scenario, step, baselines, wall_meter, skip, {}, observe)
         step += 1
     ex.meter = meter

@@ -89,6 +89,10 @@ def test_adaptive_sampling_stops_when_precise_or_capped():
     assert not s.done([_op(_ratios(3, n=8, spread=0.02))], elapsed=0.0)   # min_samples
     fixed = Sampling.fixed(4)
     assert not fixed.done([_op(_ratios(7, n=3))], 1e9) and fixed.done([_op(_ratios(7, n=4))], 0)
+    # An op slower than long_s a sample: one sample is enough, the floor gives way.
+    slow = Sampling(floor=3, cap_s=1.0, long_s=60.0)
+    assert not slow.done([_op(_ratios(5, n=1))], elapsed=59.0)
+    assert slow.done([_op(_ratios(5, n=1))], elapsed=61.0)
 
 
 def test_block_medians_follow_the_sample_order():

@@ -55,6 +55,16 @@ def test_adaptive_sampling_keeps_every_raw_sample(storage_scenario):
                                     / row.ratio_to_baseline > sampling.target)
 
 
+def test_a_step_slower_than_long_s_is_warmed_up_and_sampled_once(storage_scenario):
+    """The bound for huge scenarios (a 4 M-entry checkpoint on a Python engine): one warm-up
+    step and one sample, whatever the floor and the scenario's own warm-up ask for."""
+    choices, _ = resolve(["numpy"])
+    sampling = Sampling(min_samples=8, max_samples=12, floor=5, cap_s=0.0, warmup_s=0.0,
+                        long_s=0.0)
+    perf = run_timing([storage_scenario], choices, sampling=sampling)
+    assert not perf.empty and set(perf.repeats) == {1}
+
+
 def test_skip_pairs_are_not_timed(training_scenario):
     choices, _ = resolve(["numpy"])
     perf = run_timing([training_scenario], choices, {("numpy", "tiny_training")})
