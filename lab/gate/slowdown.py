@@ -61,7 +61,7 @@ class SlowLookupEngine(engines.Engine):
         # on the engine they belong to.
         return SlowLookupTable(self._base.create_table(*args, **kwargs), self._fraction)
 
-    def _create_table(self, *args, **kwargs):     # Engine's hook, reached only through base
+    def _create_table(self, *args, **kwargs):     # Engine's hook (create_table above skips it)
         return SlowLookupTable(self._base._create_table(*args, **kwargs), self._fraction)
 
     def create_hash_filter(self, *args, **kwargs):
