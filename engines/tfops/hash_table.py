@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import itertools
 import threading
 import weakref
@@ -44,8 +45,38 @@ _graph_names: "weakref.WeakKeyDictionary[tf.Graph, set]" = weakref.WeakKeyDictio
 _eager_counter = itertools.count()
 
 
+# Cleanups that garbage collection asked for, run at the next safe point (run_deferred).
+# A finalizer may run inside any allocation, also while this thread is building a TF graph
+# and holds the graph's lock: an op issued there deadlocks (seen in the test suite). So
+# finalizers only append here (list.append is atomic), and the work happens eagerly later.
+_deferred: list = []
+
+
+def defer(cleanup) -> None:
+    """Queue cleanup() for run_deferred; safe to call from __del__ / weakref finalizers."""
+    _deferred.append(cleanup)
+
+
+def run_deferred() -> None:
+    """Run the queued cleanups, eagerly (tf.init_scope: outside any function being traced).
+    Called where new tables are made, so collected tables free their memory then."""
+    while _deferred:
+        cleanup = _deferred.pop()
+        try:
+            with tf.init_scope():
+                cleanup()
+        except Exception:  # noqa: BLE001 - the resource or its cluster may be gone already
+            pass
+
+
+def _destroy(handle) -> None:
+    with tf.device(handle.device):
+        tf.raw_ops.DestroyResourceOp(resource=handle, ignore_lookup_error=True)
+
+
 class _ResourceDeleter:
-    """Destroys eager resources when the last table copy holding this object goes away."""
+    """Destroys eager resources when the last table copy holding this object goes away (at
+    the next run_deferred)."""
 
     def __init__(self, *handles):
         self._handles = handles
@@ -55,11 +86,7 @@ class _ResourceDeleter:
 
     def __del__(self):
         for h in self._handles:
-            try:
-                with tf.device(h.device):
-                    tf.raw_ops.DestroyResourceOp(resource=h, ignore_lookup_error=True)
-            except Exception:  # noqa: BLE001 - interpreter or cluster shutting down
-                pass
+            defer(functools.partial(_destroy, h))
 
 
 def _int64(x) -> int:
@@ -163,6 +190,7 @@ class HashTable:
         self._extra_restore_names = list(extra_restore_names or [])
         self.export_share_embedding = None
         self._hash_filter = hash_filter
+        run_deferred()
         eager = tf.executing_eagerly()
         self._deleter = _ResourceDeleter() if eager else None
         self._init_table_name = _reserve_name(name, self._deleter)

@@ -399,3 +399,29 @@ def test_engine_errors_carry_the_kernels_own_message(graph):
             sess.run(op)
     assert kernel_message(info.value).startswith("req_time must be in [0, 4294967295]")
     assert kernel_message(info.value).endswith("got 4294967296")
+
+
+def test_a_table_collected_while_a_function_is_traced_is_destroyed_later():
+    """Garbage collection runs finalizers at any allocation, also while this thread traces a
+    tf.function and holds the graph's lock (the test suite once hung there). A collected
+    table's resources are destroyed at the next table creation, eagerly, never as ops of the
+    function being traced."""
+    import gc
+
+    from engines.tfops import hash_table as ht
+    t = HashTable(monolith_config(2), (1.0,)).assign([9], [[1.0, 1.0]])
+    t.cycle = t                                   # only the cyclic collector can free it
+    del t
+
+    @tf.function
+    def step(x):
+        gc.collect()                              # the table's deleter runs during tracing
+        return x + 1
+
+    assert int(step(tf.constant(1))) == 2
+    ops = {op.type for op in step.get_concrete_function(tf.constant(1)).graph.get_operations()}
+    assert "DestroyResourceOp" not in ops
+    queued = list(ht._deferred)
+    assert queued, "the collected table's resources were not queued"
+    fresh = HashTable(monolith_config(2), (1.0,))  # a safe point: the queue is run
+    assert not any(q in ht._deferred for q in queued) and fresh.size() == 0
