@@ -100,7 +100,7 @@ class _StagedRestore:
         self._tf_table.commit_restore(token)
 
     def __del__(self):
-        if self._token is not None:     # not here and now: see hash_table.defer
+        if self._token is not None:     # not inside graph building: see hash_table.defer
             from engines.tfops.hash_table import defer   # loaded: it made the table
             defer(functools.partial(self._tf_table.discard_restore, self._token))
 

@@ -45,16 +45,24 @@ _graph_names: "weakref.WeakKeyDictionary[tf.Graph, set]" = weakref.WeakKeyDictio
 _eager_counter = itertools.count()
 
 
-# Cleanups that garbage collection asked for, run at the next safe point (run_deferred).
-# A finalizer may run inside any allocation, also while this thread is building a TF graph
-# and holds the graph's lock: an op issued there deadlocks (seen in the test suite). So
-# finalizers only append here (list.append is atomic), and the work happens eagerly later.
+# Cleanups that garbage collection asked for while this thread was building a graph, run at
+# the next safe point (run_deferred). A finalizer may run inside any allocation, also while
+# this thread traces a tf.function and holds the graph's lock: an op issued there deadlocks
+# (seen in the test suite), so there finalizers only append here (list.append is atomic).
 _deferred: list = []
 
 
 def defer(cleanup) -> None:
-    """Queue cleanup() for run_deferred; safe to call from __del__ / weakref finalizers."""
-    _deferred.append(cleanup)
+    """cleanup() now when this thread executes eagerly, else queued for run_deferred; safe to
+    call from __del__ / weakref finalizers. (Reading the eager flag takes no lock; inside a
+    traced function or graph it is False.)"""
+    if not tf.executing_eagerly():
+        _deferred.append(cleanup)
+        return
+    try:
+        cleanup()
+    except Exception:  # noqa: BLE001 - the resource or its cluster may be gone already
+        pass
 
 
 def run_deferred() -> None:
@@ -75,8 +83,8 @@ def _destroy(handle) -> None:
 
 
 class _ResourceDeleter:
-    """Destroys eager resources when the last table copy holding this object goes away (at
-    the next run_deferred)."""
+    """Destroys eager resources when the last table copy holding this object goes away (or,
+    if that happens while a graph is being built, at the next run_deferred)."""
 
     def __init__(self, *handles):
         self._handles = handles
