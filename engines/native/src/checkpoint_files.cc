@@ -242,18 +242,8 @@ Manifest parse_manifest(const std::string& text, const std::string& prefix,
   if (lines.size() != 3 + n) throw bad("it lists " + std::to_string(lines.size() - 3) +
                                        " shard lines for " + std::to_string(n) + " shards");
   for (uint64_t i = 0; i < n; ++i) {
-    const std::string& line = lines[3 + i];
-    if (!m.pending) {  // a committed line is a pending one without the temporary name
-      const auto w = split_words(line);
-      if (w.size() != 5) throw bad("shard line " + std::to_string(i) + " is malformed");
-      ShardRecord r = ShardRecord::parse(line + " ." + w[2] + ".tmp-0000000000000000", prefix,
-                                         static_cast<int64_t>(n), path);
-      r.temp.clear();
-      if (r.index != static_cast<int64_t>(i)) throw bad("shard lines are out of order");
-      m.shards.push_back(std::move(r));
-      continue;
-    }
-    ShardRecord r = ShardRecord::parse(line, prefix, static_cast<int64_t>(n), path);
+    ShardRecord r = ShardRecord::parse(lines[3 + i], prefix, static_cast<int64_t>(n), path,
+                                       m.pending);
     if (r.index != static_cast<int64_t>(i)) throw bad("shard lines are out of order");
     m.shards.push_back(std::move(r));
   }
@@ -323,12 +313,13 @@ std::string make_dirs(const std::string& dir) {
 std::string ShardRecord::line() const { return committed_line(*this) + " " + temp; }
 
 ShardRecord ShardRecord::parse(const std::string& line, const std::string& prefix, int64_t n,
-                               const std::string& where) {
+                               const std::string& where, bool with_temp) {
   auto bad = [&](const std::string& what) {
     return CheckpointFailure(where + ": not a valid checkpoint manifest: " + what);
   };
   const auto w = split_words(line);
-  if (w.size() != 6 || w[0] != "shard") throw bad("shard line '" + line + "' is malformed");
+  if (w.size() != (with_temp ? 6u : 5u) || w[0] != "shard")
+    throw bad("shard line '" + line + "' is malformed");
   ShardRecord r;
   uint64_t index = 0;
   int64_t si = 0, sn = 0;
@@ -342,6 +333,7 @@ ShardRecord ShardRecord::parse(const std::string& line, const std::string& prefi
   if (w[4].size() != 8 || w[4].find_first_not_of("0123456789abcdef") != std::string::npos)
     throw bad("bad crc32c in '" + line + "'");
   r.crc = static_cast<uint32_t>(std::strtoul(w[4].c_str(), nullptr, 16));
+  if (!with_temp) return r;  // a committed manifest's line names no temporary
   r.temp = w[5];
   const std::string start = "." + r.name + ".tmp-";
   if (r.temp.size() != start.size() + 16 || r.temp.compare(0, start.size(), start) != 0 ||

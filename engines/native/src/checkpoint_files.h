@@ -58,8 +58,9 @@ struct ShardRecord {
 
   std::string line() const;
   // CheckpointFailure naming `where` when the line is not shard `index`-of-`n` of `prefix`.
+  // with_temp false: a committed manifest's line, which ends after the crc32c.
   static ShardRecord parse(const std::string& line, const std::string& prefix, int64_t n,
-                           const std::string& where);
+                           const std::string& where, bool with_temp = true);
 };
 
 // Writes basename's shard set with the manifest protocol: shard(i) for the shards this writer
