@@ -7,14 +7,14 @@
   hashlab bench [--quick] [--engines ...] [--scenarios ...|--profile gate] [--save FILE]
                 [--measure wall|simulated] [--time-cap S]
   hashlab run FILE [--engines ...] [--json OUT]  a user scenario file (TOML/JSON)
-  hashlab gate CURRENT.json --baseline BASE.json [--threshold 1.10] [--alpha 0.01] [--verbose]
+  hashlab gate CURRENT.json --baseline BASE.json [--threshold 1.10] [--alpha 0.01]
+               [--basis auto|time|ratio] [--verbose]
   hashlab gate --asv BASE HEAD [--factor F]
   hashlab env create tfra                        the TFRA peer's own virtualenv
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -120,15 +120,12 @@ def _scenarios(args, pool=None, quick=None):
 
 
 def _sampling(args):
-    """The wall-clock sampling settings (`--time-cap`), or None for the defaults."""
-    from lab.timing import QUICK_SAMPLING, Sampling
+    """The wall-clock sampling settings: the profile's, with `--time-cap` applied."""
+    from lab.suite import sampling_for
     cap = getattr(args, "time_cap", None)
-    if cap is None:
-        return None
-    if not 0 < cap <= 3600:
+    if cap is not None and not 0 < cap <= 3600:
         raise UsageError(f"--time-cap must be in (0, 3600] seconds, got {cap}")
-    base = QUICK_SAMPLING if args.quick else Sampling()
-    return dataclasses.replace(base, cap_s=cap)
+    return sampling_for(getattr(args, "profile", None), args.quick, cap)
 
 
 def _run_suite(args, scenario_list):
@@ -300,7 +297,7 @@ def cmd_gate(args) -> int:
         current = load_bench_json(args.current)
         baseline = load_bench_json(args.baseline)
         result = compare(current, baseline, args.threshold, args.alpha,
-                         names=(args.current, args.baseline))
+                         names=(args.current, args.baseline), basis=args.basis)
     except (ValueError, GateUsageError) as exc:
         raise UsageError(f"gate: {exc}") from exc
     print(render(result, verbose=args.verbose))
@@ -418,7 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("current", nargs="?", help="bench JSON of the change")
     p.add_argument("--baseline", help="bench JSON of the baseline")
     p.add_argument("--threshold", type=float, default=1.10,
-                   help="allowed growth of the same-run ratio (default 1.10x)")
+                   help="allowed growth of an op's median time, ratio or cost (default 1.10x)")
+    p.add_argument("--basis", choices=("auto", "time", "ratio"), default="auto",
+                   help="what wall-clock ops are compared on: the engine's own time or its "
+                        "ratio to the same-run baseline (default auto: time when both runs "
+                        "name the same kind of machine, else ratio)")
     p.add_argument("--alpha", type=float, default=0.01,
                    help="significance level after Benjamini-Hochberg correction (default "
                         "0.01)")

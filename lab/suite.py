@@ -56,17 +56,30 @@ def _with_parity(perf: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     return perf
 
 
+def sampling_for(profile: str | None = None, quick: bool = False,
+                 time_cap: float | None = None) -> timing.Sampling:
+    """The wall-clock sampling settings of a run: the defaults (`QUICK_SAMPLING` with
+    --quick), then the profile's `sampling` overrides, then `--time-cap`."""
+    from lab.scenarios.profiles import rules
+    sampling = timing.QUICK_SAMPLING if quick else timing.Sampling()
+    if profile:
+        sampling = dataclasses.replace(sampling, **rules(profile)["sampling"])
+    if time_cap is not None:
+        sampling = dataclasses.replace(sampling, cap_s=time_cap)
+    return sampling
+
+
 def run_suite(scenarios, choices, unusable=(), *, quick: bool = False, timing_on: bool = True,
               progress: bool = False, measure: str = timing.WALL,
               sampling: timing.Sampling | None = None, imports=(),
               profile: str | None = None) -> SuiteResult:
     """Parity, then timing of what parity could run. `measure`: "wall" (seconds, paired and
-    adaptive per `sampling`; default `QUICK_SAMPLING` with --quick) or "simulated" (callgrind
-    costs). `imports`: modules the simulated child imports (test-only engines)."""
+    adaptive per `sampling`; default: `sampling_for(profile, quick)`) or "simulated"
+    (callgrind costs). `imports`: modules the simulated child imports (test-only engines)."""
     started = time.perf_counter()
     load_start = os.getloadavg()
     if sampling is None:
-        sampling = timing.QUICK_SAMPLING if quick else timing.Sampling()
+        sampling = sampling_for(profile, quick)
     rows = parity.run_parity(scenarios, choices, unusable, progress=progress)
     summary = parity.summarize(rows)
     # Time what parity could run: not the skipped pairs, not the ones that crashed.

@@ -14,6 +14,7 @@ run by default, with `--full` or with `--quick`.
   full-size one, and the report lists every resize (`rename: False` keeps the catalog names:
   the gate compares runs of its own profile only).
 - `engines`: the engines it is meant for when the command gets no `--engines` (None: all).
+- `sampling`: overrides of the wall-clock `lab.timing.Sampling` settings (e.g. `rounds`).
 
 Add a profile by adding an entry; `rules(name)` fills in the keys it leaves out.
 """
@@ -63,7 +64,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "description": "The CI gate (`hashlab bench --profile gate`): every op family (storage "
                        "ops, optimizer updates with and without dedup, lookups, entries, "
                        "save/restore, the hash filter, fused ops) at sizes where one call takes "
-                       "about 0.1-30 ms on native-cpu, one thread. About 2-3 minutes on a 2-core "
+                       "about 0.1-30 ms on native-cpu, one thread, in ten short rounds (a fresh "
+                       "table each round, spread over the run). About 1.5 minutes on a 2-core "
                        "machine, parity included.",
         "out": None,
         "quick": False,
@@ -78,11 +80,14 @@ PROFILES: dict[str, dict[str, Any]] = {
                    "fused_multi_table": {"steps": 2}},
         "rename": False,
         "engines": ("native-cpu",),
+        # Ten short rounds instead of one long one: a second run differs from the first by
+        # the spread between rounds (fresh tables, other moments), which one round cannot show.
+        "sampling": {"rounds": 10, "min_samples": 5, "cap_s": 0.4, "warmup_s": 0.2},
     },
 }
 
 _DEFAULT_RULES = {"description": "", "out": None, "quick": False, "scenarios": None,
-                  "resize": {}, "rename": True, "engines": None}
+                  "resize": {}, "rename": True, "engines": None, "sampling": {}}
 
 
 def names() -> list[str]:

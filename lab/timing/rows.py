@@ -11,6 +11,10 @@ a call is its estimated cycles (`lab.timing.simulated.cost`); `median_cost`,
 `ll_misses` give the median counts behind the cost. Ratios mean the same in both modes; a
 simulated ratio's CI is the ratio itself (counts have no sampling error).
 
+`rounds` is how many independent rounds (fresh engine and tables) the samples came from, and
+`sample_rounds` the round of each sample, in the order of `samples_s` and `ratio_samples`
+(the gate compares per-round medians when there are enough rounds; `lab.gate.significance`).
+
 `unstable` marks a row whose ratio (or, without a baseline, whose time) is not known to the
 precision target: its 95% CI reaches further than ±target from the median.
 """
@@ -31,7 +35,8 @@ COLUMNS = ["engine", "scenario", "base_scenario", "op", "op_index", "threads", "
            "peak_rss_mb", "baseline", "baseline_median_s", "ratio_to_baseline", "params",
            "ci_low_s", "ci_high_s", "ratio_ci_low", "ratio_ci_high", "samples_s",
            "ratio_samples", "unstable", "load_avg", "measure", "median_cost",
-           "baseline_median_cost", "cost_samples", "instructions", "l1_misses", "ll_misses"]
+           "baseline_median_cost", "cost_samples", "instructions", "l1_misses", "ll_misses",
+           "rounds", "sample_rounds"]
 NAN = float("nan")
 
 
@@ -60,7 +65,10 @@ def perf_row(scenario, engine_label: str, rec: OpSamples, peak_rss: float, measu
         "ratio_ci_low": ratio_low, "ratio_ci_high": ratio_high,
         "ratio_samples": ratios, "measure": measure,
         "load_avg": float(np.mean(rec.load)) if rec.load else NAN,
+        "sample_rounds": (list(rec.rounds) if len(rec.rounds) == len(values)
+                          else [0] * len(values)),      # one round (simulated, direct use)
     }
+    row["rounds"] = len(set(row["sample_rounds"])) or 1
     if measure == WALL:
         low, high = median_ci(values)
         row.update({

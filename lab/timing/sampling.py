@@ -8,7 +8,10 @@ is spent. Steps cycle through the scenario's `steps` worth of inputs (`ScenarioE
 `cycle`), so the tables reach a steady size instead of growing with the number of samples.
 Before sampling, paired steps run unrecorded for `warmup_s` seconds and at least one full
 cycle (and the scenario's `warmup` steps): page faults, caches, clock speed and table sizes
-settle first. A `meter`
+settle first. One such sampling of a fresh engine is a *round*; `Sampling.rounds` > 1 asks
+the runner (`lab.timing.runner`) for several rounds per scenario, spread over the run, because
+samples inside one round share its table's memory placement and the machine's state of that
+moment: the spread between rounds, not inside one, is what a second run will see. A `meter`
 measures each call: wall-clock seconds here, callgrind counts in the simulated cost mode
 (`lab.timing.simulated`).
 """
@@ -35,7 +38,10 @@ class Sampling:
 
     `long_s` bounds the slow cases (a 4 M-entry checkpoint written entry by entry in Python
     takes many minutes a step): warm-up stops after the step that passes it, and sampling
-    stops once it has passed with at least one sample, `floor` or not."""
+    stops once it has passed with at least one sample, `floor` or not.
+
+    `rounds`: independent samplings of each scenario (a fresh engine and tables each time),
+    interleaved with the other scenarios' rounds; every limit above applies to one round."""
     min_samples: int = 10
     max_samples: int = 300
     target: float = 0.05
@@ -44,6 +50,11 @@ class Sampling:
     warmup_s: float = 1.0
     max_warmup_steps: int = 200
     long_s: float = 120.0
+    rounds: int = 1
+
+    def __post_init__(self):
+        if not (isinstance(self.rounds, int) and self.rounds >= 1):
+            raise ValueError(f"rounds: must be an integer >= 1, got {self.rounds!r}")
 
     @classmethod
     def fixed(cls, n: int) -> "Sampling":
@@ -84,6 +95,13 @@ class OpSamples:
     nbytes: list = dataclasses.field(default_factory=list)
     labels: list = dataclasses.field(default_factory=list)     # the meter's call labels
     load: list = dataclasses.field(default_factory=list)       # 1-min load avg per step
+    rounds: list = dataclasses.field(default_factory=list)     # the round of each call
+
+    def absorb(self, other: "OpSamples", round_index: int) -> None:
+        """Append another round's samples of the same op (the runner's rounds)."""
+        for name in ("engine", "baseline", "n_ids", "nbytes", "labels", "load"):
+            getattr(self, name).extend(getattr(other, name))
+        self.rounds.extend([round_index] * len(other.engine))
 
     def ratios(self) -> list[float]:
         return [e / b for e, b in zip(self.engine, self.baseline) if b == b and b > 0]

@@ -142,6 +142,17 @@ def test_gate_profile_covers_every_op_family_on_native_cpu():
         profile_scenarios("nope")
 
 
+def test_profiles_set_their_sampling_and_time_cap_comes_last():
+    from lab.suite import sampling_for
+    from lab.timing import QUICK_SAMPLING, Sampling
+    gate = sampling_for("gate")
+    assert gate.rounds == 10 and gate.cap_s == 0.4 and gate.min_samples == 5
+    assert sampling_for("gate", time_cap=2.0).cap_s == 2.0
+    assert sampling_for("gate", time_cap=2.0).rounds == 10
+    assert sampling_for("default") == Sampling() and sampling_for(None) == Sampling()
+    assert sampling_for(None, quick=True) == QUICK_SAMPLING
+
+
 def test_overrides_use_the_quick_form():
     (s,) = S.select(["lookup_sweep[batch_size=1000,dim=8]"])
     small = s.with_overrides({"ids": {"vocab": 5}, "steps": 2})

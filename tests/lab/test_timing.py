@@ -65,6 +65,46 @@ def test_a_step_slower_than_long_s_is_warmed_up_and_sampled_once(storage_scenari
     assert not perf.empty and set(perf.repeats) == {1}
 
 
+def test_rounds_sample_fresh_engines_spread_over_the_run(storage_scenario, training_scenario,
+                                                        monkeypatch):
+    """Round r of every scenario before round r + 1 of any; each row keeps every round's
+    samples with the round they came from."""
+    import lab.timing.runner as runner
+    order, made = [], []
+    one_round = runner._one_round
+
+    def spy(scenario, choice, workdir, sampling):
+        order.append(scenario.name)
+        return one_round(scenario, choice, workdir, sampling)
+
+    monkeypatch.setattr(runner, "_one_round", spy)
+    from lab.engine_select import EngineChoice
+    make = EngineChoice.make
+    monkeypatch.setattr(EngineChoice, "make",
+                        lambda self, *a, **k: made.append(1) or make(self, *a, **k))
+    choices, _ = resolve(["numpy"])
+    perf = run_timing([storage_scenario, training_scenario], choices,
+                      sampling=Sampling(min_samples=2, max_samples=2, cap_s=float("inf"),
+                                        floor=2, warmup_s=0.0, long_s=float("inf"), rounds=3))
+    names = [storage_scenario.name, training_scenario.name]
+    assert order == names * 3 and len(made) == 6              # a fresh engine each round
+    for row in perf.itertuples():
+        assert row.rounds == 3 and row.repeats == 6
+        assert row.sample_rounds == [0, 0, 1, 1, 2, 2]
+        assert len(row.samples_s) == 6
+        if row.op != "size":
+            assert len(row.ratio_samples) == 6
+
+
+def test_one_round_is_the_default(storage_scenario):
+    choices, _ = resolve(["numpy"])
+    perf = run_timing([storage_scenario], choices, sampling=FIXED)
+    assert (perf.rounds == 1).all()
+    assert all(r == [0] * 4 for r in perf.sample_rounds)
+    with pytest.raises(ValueError, match="rounds"):
+        Sampling(rounds=0)
+
+
 def test_skip_pairs_are_not_timed(training_scenario):
     choices, _ = resolve(["numpy"])
     perf = run_timing([training_scenario], choices, {("numpy", "tiny_training")})
