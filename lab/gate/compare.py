@@ -1,8 +1,15 @@
 """The regression gate on two bench JSON files (`hashlab bench --save`).
 
-Each op is compared on its paired ratio samples (engine time / baseline time, each pair
-measured back to back in the same run; `lab.timing.sampling`), so a uniformly slower or
-faster machine cancels out. Per op (`lab.gate.significance` has the statistics):
+What each wall-clock op is compared on (`basis`):
+- "time", the engine's own seconds, when both runs come from the same kind of machine
+  (`lab.gate.inputs.same_machine`; the default "auto" picks it then). On our 2-core machine
+  the engine's time is 2-3x steadier from one round to the next than its ratio to the dense
+  `take` baseline: the baseline is a short memory-bound call whose speed depends on what the
+  engine call just left in the caches, so dividing by it adds noise instead of removing it;
+- "ratio", the paired ratio samples (engine time / baseline time, measured back to back in
+  the same run; `lab.timing.sampling`), when the runs come from different machines: a
+  uniformly slower or faster machine cancels out.
+Per op (`lab.gate.significance` has the statistics):
 
 - REGRESSION: the change (median ratio now / before) is above `threshold` AND significant:
   Mann-Whitney U p-value, Benjamini-Hochberg adjusted over the ops compared, below `alpha`.
@@ -20,19 +27,22 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pandas as pd
 
-from lab.gate.inputs import KEY, GateUsageError, parity_rows, perf_rows
+from lab.gate.inputs import KEY, GateUsageError, parity_rows, perf_rows, same_machine
 from lab.gate.significance import adjust, compare_samples
 
 DEFAULT_THRESHOLD = 1.10
 DEFAULT_ALPHA = 0.01
 REGRESSION, IMPROVED, OK, UNSTABLE = "REGRESSION", "improved", "ok", "unstable"
-PERF_COLUMNS = [*KEY, "measure", "base_ratio", "current_ratio", "change", "ci_low", "ci_high",
-                "p", "q", "verdict"]
+AUTO, TIME, RATIO, COST = "auto", "time", "ratio", "cost"
+BASES = (AUTO, TIME, RATIO)
+PERF_COLUMNS = [*KEY, "measure", "basis", "base_median", "current_median", "change", "ci_low",
+                "ci_high", "p", "q", "replicates", "verdict"]
 
-__all__ = ["DEFAULT_ALPHA", "DEFAULT_THRESHOLD", "GateResult", "GateUsageError", "compare",
-           "render"]
+__all__ = ["BASES", "DEFAULT_ALPHA", "DEFAULT_THRESHOLD", "GateResult", "GateUsageError",
+           "compare", "render"]
 
 
 @dataclasses.dataclass
@@ -42,6 +52,8 @@ class GateResult:
     threshold: float
     alpha: float
     not_gated: int = 0           # ops without a baseline ratio (e.g. size)
+    basis: str = RATIO           # what wall-clock ops were compared on (time or ratio)
+    basis_why: str = ""
 
     def count(self, verdict: str) -> int:
         return int((self.perf["verdict"] == verdict).sum()) if len(self.perf) else 0
@@ -59,7 +71,9 @@ class GateResult:
         return 1 if self.regressions or self.new_failures else 0
 
 
-def _check_settings(threshold: float, alpha: float) -> None:
+def _check_settings(threshold: float, alpha: float, basis: str) -> None:
+    if basis not in BASES:
+        raise GateUsageError(f"--basis must be one of {BASES}, got {basis!r}")
     if not (isinstance(threshold, (int, float)) and math.isfinite(threshold)
             and threshold > 1.0):
         raise GateUsageError(f"--threshold must be a finite number > 1.0, got {threshold}")
@@ -80,11 +94,28 @@ def _verdict(change, ci_low, ci_high, q, threshold, alpha) -> str:
     return OK
 
 
+def _wall_basis(basis: str, current: dict, baseline: dict, pairs) -> tuple[str, str]:
+    """(basis, why) for the wall-clock ops; GateUsageError when `time` is asked for and a run
+    lacks the engine's times."""
+    timed = all(cur["times"] and base["times"] for cur, base in pairs)
+    if basis == TIME and not timed:
+        raise GateUsageError("--basis time: a run has no samples_s for an op both runs have; "
+                             "re-run `hashlab bench` or use --basis ratio")
+    if basis != AUTO:
+        return basis, "as asked (--basis)"
+    if not same_machine(current, baseline):
+        return RATIO, "the runs name different machines (or none)"
+    if not timed:
+        return RATIO, "a run has no samples_s"
+    return TIME, "both runs were made on the same kind of machine"
+
+
 def compare(current: dict, baseline: dict, threshold: float = DEFAULT_THRESHOLD,
-            alpha: float = DEFAULT_ALPHA, names=("current", "baseline")) -> GateResult:
-    _check_settings(threshold, alpha)
+            alpha: float = DEFAULT_ALPHA, names=("current", "baseline"),
+            basis: str = AUTO) -> GateResult:
+    _check_settings(threshold, alpha, basis)
     cur_perf, base_perf = perf_rows(current, names[0]), perf_rows(baseline, names[1])
-    rows, not_gated = [], 0
+    pairs, not_gated = [], 0
     for key, cur in cur_perf.items():
         base = base_perf.get(key)
         if base is None:
@@ -98,11 +129,20 @@ def compare(current: dict, baseline: dict, threshold: float = DEFAULT_THRESHOLD,
         if cur["ratio"] is None:
             raise GateUsageError(f"{names[0]}: {key} has no ratio_to_baseline while the "
                                  f"baseline run has one")
-        cmp = compare_samples(cur["samples"], base["samples"],
-                              exact=cur["measure"] == "simulated")
-        rows.append(dict(zip(KEY, key), measure=cur["measure"], base_ratio=base["ratio"],
-                         current_ratio=cur["ratio"], change=cmp.change, ci_low=cmp.ci_low,
-                         ci_high=cmp.ci_high, p=cmp.p))
+        pairs.append((key, cur, base))
+    wall = [(cur, base) for _, cur, base in pairs if cur["measure"] == "wall"]
+    wall_basis, why = _wall_basis(basis, current, baseline, wall) if wall else (RATIO, "")
+    rows = []
+    for key, cur, base in pairs:
+        on = COST if cur["measure"] == "simulated" else wall_basis
+        field = "times" if on == TIME else "samples"
+        cmp = compare_samples(cur[field], base[field], exact=on == COST,
+                              current_rounds=cur["rounds"], baseline_rounds=base["rounds"])
+        rows.append(dict(zip(KEY, key), measure=cur["measure"], basis=on,
+                         base_median=float(np.median(base[field])),
+                         current_median=float(np.median(cur[field])), change=cmp.change,
+                         ci_low=cmp.ci_low, ci_high=cmp.ci_high, p=cmp.p,
+                         replicates=cmp.replicates))
     perf = pd.DataFrame(rows, columns=PERF_COLUMNS)
     if len(perf):
         wall = perf["measure"] == "wall"
@@ -122,20 +162,30 @@ def compare(current: dict, baseline: dict, threshold: float = DEFAULT_THRESHOLD,
     if perf.empty and not not_gated and not any(k in base_par for k in cur_par):
         raise GateUsageError("no common engine x scenario results between the two files "
                              "(different --engines / --scenarios / --profile / --quick?)")
-    return GateResult(perf, parity, threshold, alpha, not_gated)
+    return GateResult(perf, parity, threshold, alpha, not_gated, wall_basis, why)
 
 
 def _op_name(r) -> str:
     return f"{r.engine} {r.scenario} {r.op} (op {r.op_index}, {r.threads} thread(s))"
 
 
+def _median_text(r) -> str:
+    if r.basis == TIME:
+        return f"median {r.base_median * 1e3:.4g} -> {r.current_median * 1e3:.4g} ms"
+    return f"median ratio {r.base_median:.4g} -> {r.current_median:.4g}"
+
+
 def _describe(r) -> str:
     if r.measure == "simulated":
-        return (f"{r.change:.3f}x (simulated cost {r.base_ratio:.4g} -> "
-                f"{r.current_ratio:.4g}, exact)")
+        return (f"{r.change:.3f}x (simulated cost {r.base_median:.4g} -> "
+                f"{r.current_median:.4g}, exact)")
     ci = (f"95% CI {r.ci_low:.3f}-{r.ci_high:.3f}x" if r.ci_low == r.ci_low
           else "no CI: too few samples")
-    return f"{r.change:.3f}x ({ci}), p={r.p:.2g}, q={r.q:.2g}"
+    return (f"{r.change:.3f}x ({ci}), p={r.p:.2g}, q={r.q:.2g}; {_median_text(r)}; "
+            f"{r.replicates}")
+
+
+_BASIS_TEXT = {TIME: "the engine's own time", RATIO: "the ratio to the same-run baseline"}
 
 
 def render(result: GateResult, verbose: bool = False) -> str:
@@ -148,6 +198,9 @@ def render(result: GateResult, verbose: bool = False) -> str:
              f"  {len(perf)} ops compared ({counts}; {result.not_gated} without a baseline "
              f"ratio, not gated); significance: Mann-Whitney U, Benjamini-Hochberg q < "
              f"{result.alpha:g}"]
+    if len(perf) and (perf["measure"] == "wall").any():
+        lines.append(f"  wall-clock ops compared on {_BASIS_TEXT[result.basis]} "
+                     f"({result.basis_why})")
     for verdict, title in ((REGRESSION, "Regressions"), (UNSTABLE, "Unstable (too noisy to "
                                                          "decide; reported, not failing)"),
                            (IMPROVED, "Improved")):
@@ -167,14 +220,15 @@ def render(result: GateResult, verbose: bool = False) -> str:
                  f"changed status, {result.new_failures} new failure(s)")
     if verbose and len(perf):
         table = perf.copy()
-        for col in ("base_ratio", "current_ratio"):
+        for col in ("base_median", "current_median"):
             table[col] = table[col].map(lambda v: f"{v:.4g}")
         for col in ("change", "ci_low", "ci_high"):
             table[col] = table[col].map(lambda v: f"{v:.3f}x")
         for col in ("p", "q"):
             table[col] = table[col].map(lambda v: f"{v:.2g}")
-        lines += ["", "All ops (ratio = engine / baseline in the same run; change = median "
-                      "ratio now / before):", table.to_string(index=False)]
+        lines += ["", "All ops (basis time: the engine's seconds; ratio: engine / baseline in "
+                      "the same run; cost: simulated cycles; change = median now / before):",
+                  table.to_string(index=False)]
         if len(changed):
             lines += ["", changed.to_string(index=False)]
     elif len(perf):

@@ -3,10 +3,12 @@
 is a GateUsageError naming the file, the row and the field (exit status 2), never a skipped
 row: a current run with NaN or zero ratios must not pass the gate.
 
-What is compared: wall-clock rows by their paired ratios to the baseline (machine speed
-cancels out); simulated rows by their own cost (`cost_samples`, `median_cost`), because the
-simulated machine is always the same and the engine's count is steadier than its baseline's:
-a baseline's cache misses depend on where its arrays happen to be mapped."""
+What is compared (`lab.gate.compare` chooses): wall-clock rows by the engine's own times
+(`samples_s`) when both runs were made on the same kind of machine, else by their paired
+ratios to the baseline (`ratio_samples`: machine speed cancels out); simulated rows by their
+own cost (`cost_samples`, `median_cost`), because the simulated machine is always the same and
+the engine's count is steadier than its baseline's: a baseline's cache misses depend on where
+its arrays happen to be mapped. `sample_rounds` (optional) names the round of each sample."""
 from __future__ import annotations
 
 import math
@@ -33,9 +35,48 @@ def _ratio(value, where: str) -> float:
     return float(value)
 
 
+def _series(row: dict, field: str, where: str, check=None) -> list:
+    values = row.get(field)
+    if not isinstance(values, list):
+        _fail(where, f"field {field!r} must be a list, got {type(values).__name__}")
+    if len(values) > MAX_SAMPLES:
+        _fail(where, f"more than {MAX_SAMPLES} {field}")
+    return [check(v, f"{where}.{field}[{j}]") for j, v in enumerate(values)] if check else values
+
+
+def _seconds(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(where, f"must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        _fail(where, f"must be a positive finite time in seconds, got {value!r}")
+    return float(value)
+
+
+def _round(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        _fail(where, f"must be a round number (an integer >= 0), got {value!r}")
+    return value
+
+
+# What makes two runs' raw times comparable: the same kind of machine.
+MACHINE_KEYS = ("machine", "processor", "cpu_count_logical", "memory_gb")
+
+
+def same_machine(a: dict, b: dict) -> bool:
+    """Both runs name the same kind of machine (architecture, CPU model, logical CPUs and
+    memory); runs that say nothing about it are not taken to match."""
+    ma, mb = a.get("machine"), b.get("machine")
+    if not (isinstance(ma, dict) and isinstance(mb, dict)):
+        return False
+    known = [k for k in MACHINE_KEYS if ma.get(k) is not None or mb.get(k) is not None]
+    return bool(known) and all(ma.get(k) == mb.get(k) for k in known)
+
+
 def perf_rows(data: dict, name: str) -> dict[tuple, dict]:
-    """{key: {"measure", "ratio" (None: nothing to gate), "samples"}} of a bench file; for
-    simulated rows "ratio" and "samples" are the op's cost."""
+    """{key: {"measure", "ratio" (None: nothing to gate), "samples", "times", "rounds"}} of a
+    bench file; for simulated rows "ratio" and "samples" are the op's cost. "times": the
+    engine's own seconds (wall rows that have them, else []); "rounds": the round of each of
+    them ([] when the file does not say)."""
     results = data["results"]
     if len(results) > MAX_ROWS:
         _fail(name, f"more than {MAX_ROWS} results")
@@ -57,11 +98,8 @@ def perf_rows(data: dict, name: str) -> dict[tuple, dict]:
             _fail(where, f"field 'measure' must be one of {MEASURES}, got {measure!r}")
         value, series = (("median_cost", "cost_samples") if measure == "simulated"
                          else ("ratio_to_baseline", "ratio_samples"))
-        ratio, samples = row.get(value), row.get(series)
-        if not isinstance(samples, list):
-            _fail(where, f"field {series!r} must be a list, got {type(samples).__name__}")
-        if len(samples) > MAX_SAMPLES:
-            _fail(where, f"more than {MAX_SAMPLES} {series}")
+        ratio = row.get(value)
+        samples = _series(row, series, where)
         if ratio is None:
             if samples:
                 _fail(where, f"has {series} but no {value}")
@@ -70,7 +108,16 @@ def perf_rows(data: dict, name: str) -> dict[tuple, dict]:
             if not samples:
                 _fail(where, f"has a {value} but no {series}")
             samples = [_ratio(v, f"{where}.{series}[{j}]") for j, v in enumerate(samples)]
-        out[key] = {"measure": measure, "ratio": ratio, "samples": samples}
+        times, rounds = [], []
+        if ratio is not None and measure == "wall" and row.get("samples_s") is not None:
+            times = _series(row, "samples_s", where, _seconds)
+        if ratio is not None and row.get("sample_rounds") is not None:
+            rounds = _series(row, "sample_rounds", where, _round)
+            if rounds and len(rounds) != max(len(times), len(samples)):
+                _fail(where, f"has {len(rounds)} sample_rounds for "
+                             f"{max(len(times), len(samples))} samples")
+        out[key] = {"measure": measure, "ratio": ratio, "samples": samples, "times": times,
+                    "rounds": rounds}
     return out
 
 

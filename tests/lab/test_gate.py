@@ -107,6 +107,56 @@ def test_simulated_runs_are_exact_on_their_cost():
         compare(_bench(seed=0), base)
 
 
+MACHINE = {"machine": "x86_64", "processor": "AMD EPYC", "cpu_count_logical": 2,
+           "memory_gb": 23.5, "hostname": "runner-1"}
+
+
+def _timed(lookup_s=1e-3, lookup_ratio=10.0, seed=0, machine=MACHINE, rounds=10):
+    """A bench run with the engine's own times and ten rounds of four samples per op."""
+    data = _bench(lookup=lookup_ratio, seed=seed)
+    data["machine"] = dict(machine)
+    for i, row in enumerate(data["results"]):
+        n = len(row["ratio_samples"])
+        if not n:
+            continue
+        scale = lookup_s if row["op"] == "lookup" else 5e-3
+        row["samples_s"] = _samples(scale, seed + 50 + i, n=n)
+        row["sample_rounds"] = [j * rounds // n for j in range(n)]
+    return data
+
+
+def test_runs_of_one_machine_are_compared_on_the_engines_time():
+    base = _timed()
+    slower = _timed(lookup_s=1.3e-3, seed=20)            # the op itself: 1.3x the time...
+    result = compare(slower, base)                       # ...while its ratio did not move
+    assert result.basis == "time" and result.regressions == 1
+    row = result.perf[result.perf.op == "lookup"].iloc[0]
+    assert row.basis == "time" and row.replicates == "10 vs 10 round medians"
+    text = render(result)
+    assert "compared on the engine's own time" in text and "ms" in text
+    # on the ratio, as asked, nothing moved
+    assert compare(slower, base, basis="ratio").regressions == 0
+    # another hostname is the same kind of machine (CI runners); another CPU is not
+    assert compare(_timed(seed=5, machine=dict(MACHINE, hostname="runner-2")), base
+                   ).basis == "time"
+    other = compare(_timed(lookup_s=1.3e-3, seed=20, machine=dict(MACHINE, processor="Xeon")),
+                    base)
+    assert other.basis == "ratio" and other.regressions == 0
+    assert "different machines" in render(other)
+
+
+def test_time_basis_needs_the_engines_times(tmp_path, capsys):
+    base = _write(tmp_path, "base.json", _timed())
+    untimed = _timed()
+    for row in untimed["results"]:
+        row.pop("samples_s", None)
+    cur = _write(tmp_path, "cur.json", untimed)
+    assert main(["gate", cur, "--baseline", base]) == 0          # auto: falls back to ratio
+    assert "no samples_s" in capsys.readouterr().out
+    assert main(["gate", cur, "--baseline", base, "--basis", "time"]) == 2
+    assert "samples_s" in capsys.readouterr().err
+
+
 def test_new_parity_failure_fails_even_when_faster(tmp_path, capsys):
     base = _write(tmp_path, "base.json", _bench())
     broken = _write(tmp_path, "broken.json", _bench(lookup=2.0, status="fail"))
@@ -144,6 +194,12 @@ def _mutations():
         "ratio dropped": results_of(lambda r: r.update(ratio_to_baseline=None,
                                                        ratio_samples=[])),
         "duplicate row": lambda d: d["results"].append(copy.deepcopy(d["results"][1])),
+        "time not a number": results_of(lambda r: r.update(samples_s=["0.1"] * 40)),
+        "zero time": results_of(lambda r: r.update(samples_s=[0.0] * 40)),
+        "negative round": results_of(lambda r: r.update(sample_rounds=[-1] * 40)),
+        "round a float": results_of(lambda r: r.update(sample_rounds=[0.5] * 40)),
+        "rounds not a list": results_of(lambda r: r.update(sample_rounds=3)),
+        "rounds of other length": results_of(lambda r: r.update(sample_rounds=[0] * 39)),
         "old schema": lambda d: d.update(schema="hashlab-bench/1"),
         "schema missing": lambda d: d.pop("schema"),
     }

@@ -105,3 +105,47 @@ def test_block_medians_follow_the_sample_order():
     a = 1.0 + np.linspace(0, 0.2, 200) + rng.normal(0, 0.01, 200)
     b = 1.0 + np.linspace(0.2, 0, 200) + rng.normal(0, 0.01, 200)
     assert compare_samples(a, b).p > 0.05
+
+
+def _rounds(seed, rounds=10, per_round=20, scale=2.0, between=0.08, within=0.01):
+    """Samples whose rounds differ (each round's own level, log-sd `between`) much more than
+    the samples inside a round do (log-sd `within`): what fresh tables do on a real machine."""
+    rng = np.random.default_rng(seed)
+    levels = scale * rng.lognormal(0.0, between, rounds)
+    samples = np.concatenate([lvl * rng.lognormal(0.0, within, per_round) for lvl in levels])
+    return samples.tolist(), np.repeat(np.arange(rounds), per_round).tolist()
+
+
+def test_round_medians_are_the_replicates_when_there_are_enough_rounds():
+    from lab.gate.significance import MIN_ROUNDS, round_medians
+    samples, rounds = _rounds(1)
+    meds = round_medians(samples, rounds)
+    assert len(meds) == 10 and meds[0] == np.median(samples[:20])
+    cmp = compare_samples(samples, samples, current_rounds=rounds, baseline_rounds=rounds)
+    assert cmp.replicates == "10 vs 10 round medians" and cmp.change == 1.0
+    few = [r % (MIN_ROUNDS - 1) for r in rounds]
+    assert "block medians" in compare_samples(samples, samples, current_rounds=few,
+                                              baseline_rounds=few).replicates
+    # one run in rounds and the other not: both are compared the same way
+    assert "block medians" in compare_samples(samples, samples, current_rounds=rounds).replicates
+
+
+def test_a_spread_between_rounds_is_not_a_regression():
+    """Two draws of the same round-to-round spread: ten rounds a side hold the test's level;
+    single-round runs (block medians of one round's samples) look far more certain than they
+    are and fire most of the time."""
+    fired_rounds = fired_blocks = 0
+    for seed in range(40):
+        (a, ra), (b, rb) = _rounds(300 + seed), _rounds(700 + seed)
+        fired_rounds += compare_samples(b, a, current_rounds=rb, baseline_rounds=ra).p < 0.01
+        (a1, _), (b1, _) = _rounds(300 + seed, rounds=1, per_round=200), \
+            _rounds(700 + seed, rounds=1, per_round=200)
+        fired_blocks += compare_samples(b1, a1).p < 0.01
+    assert fired_rounds <= 2                       # about 1% expected at p < 0.01
+    assert fired_blocks >= 10                      # what single-round gating would do
+
+
+def test_a_shift_is_found_across_rounds():
+    (base, rb), (cur, rc) = _rounds(5), _rounds(6, scale=2.0 * 1.25)
+    cmp = compare_samples(cur, base, current_rounds=rc, baseline_rounds=rb)
+    assert cmp.p < 1e-3 and cmp.ci_low > 1.0 and 1.1 < cmp.change < 1.45
