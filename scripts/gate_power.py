@@ -10,9 +10,9 @@ slowed runs S1..Sn of `hashlab bench --profile gate`, in the order R0, R1, S1, R
   also looks up a quarter of its batch again, about 1.25x the work), labelled native-cpu, and
   is gated against R(i-1). Caught = the gate fails and names a `lookup` op.
 
-That is 2 x pairs + 1 runs per mode: about 1.5 min each in wall-clock mode and 2.5-3 min in
-simulated mode on a 2-core machine, so --pairs 10 takes roughly 35 min (wall) + 60 min
-(simulated). Every verdict is evaluated at each `--thresholds` value on the same runs, and
+That is 2 x pairs + 1 runs per mode: about 1.5 min each in wall-clock mode (the gate
+profile's ten rounds) and 2.5-3 min in simulated mode on a 2-core machine, so --pairs 10 takes
+roughly 30 min (wall) + 60 min (simulated). Every verdict is evaluated at each `--thresholds` value on the same runs, and
 `--regate` re-evaluates saved runs without running anything. Writes every bench JSON,
 results-MODE.json and table.md under --out, and prints the table.
 """
@@ -58,15 +58,17 @@ def _run(measure: str, slow: bool, path: str) -> dict:
     return data
 
 
-def _verdicts(current: dict, baseline: dict, thresholds) -> dict:
+def _verdicts(current: dict, baseline: dict, thresholds, basis: str = "auto") -> dict:
     out = {}
     for th in thresholds:
-        res = compare(current, baseline, threshold=th)
+        res = compare(current, baseline, threshold=th, basis=basis)
         regressed = res.perf[res.perf["verdict"] == "REGRESSION"]
         out[f"{th:.2f}"] = {"fail": bool(res.exit_code),
                             "regressed_ops": sorted(f"{r.scenario}:{r.op}"
                                                     for r in regressed.itertuples()),
                             "lookup_caught": bool((regressed["op"] == "lookup").any()),
+                            "basis": ("cost" if (res.perf["measure"] == "simulated").all()
+                                      else res.basis),
                             "unstable": res.count("unstable")}
     return out
 
@@ -109,7 +111,7 @@ def study(measure: str, pairs: int, out: str, thresholds, busy: bool) -> dict:
     return result
 
 
-def regate(out: str, result: dict, thresholds) -> dict:
+def regate(out: str, result: dict, thresholds, basis: str = "auto") -> dict:
     """The gate's verdicts on a study's saved runs (at every threshold)."""
     def load(kind, i):
         with open(os.path.join(out, f"{result['measure']}-{kind}{i}.json"),
@@ -118,16 +120,16 @@ def regate(out: str, result: dict, thresholds) -> dict:
     same, power = [], []
     for i in range(1, result["pairs"] + 1):
         base = load("same", i - 1)
-        same.append(_verdicts(load("same", i), base, thresholds))
-        power.append(_verdicts(load("slow", i), base, thresholds))
-    return dict(result, same=same, power=power)
+        same.append(_verdicts(load("same", i), base, thresholds, basis))
+        power.append(_verdicts(load("slow", i), base, thresholds, basis))
+    return dict(result, same=same, power=power, basis=basis)
 
 
 def table(results: list[dict], thresholds) -> str:
-    lines = ["| mode | threshold | same-code pairs failing (false alarms) | injected 1.25x "
-             "lookup slowdown caught | false REGRESSIONs on other ops in slowed runs | "
-             "load avg (1 min) min/mean/max | s per run |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| mode | compared on | threshold | same-code pairs failing (false alarms) | "
+             "injected 1.25x lookup slowdown caught | false REGRESSIONs on other ops in slowed "
+             "runs | load avg (1 min) min/mean/max | s per run |",
+             "|---|---|---|---|---|---|---|---|"]
     for res in results:
         secs = sorted(r["seconds"] for r in res["runs"])
         for th in (f"{t:.2f}" for t in thresholds):
@@ -135,12 +137,13 @@ def table(results: list[dict], thresholds) -> str:
             caught = sum(p[th]["lookup_caught"] for p in res["power"])
             others = sum(any(not op.endswith(":lookup") for op in p[th]["regressed_ops"])
                          for p in res["power"])
-            lines.append(f"| {res['measure']} | {th}x | {fa}/{res['pairs']} | "
+            on = sorted({p[th]["basis"] for p in res["same"] + res["power"]})
+            lines.append(f"| {res['measure']} | {'/'.join(on)} | {th}x | {fa}/{res['pairs']} | "
                          f"{caught}/{res['pairs']} | {others}/{res['pairs']} | "
                          f"{res['load']['min']}/{res['load']['mean']}/{res['load']['max']} | "
                          f"{secs[len(secs) // 2]} |")
-    busy = [r["measure"] for r in results if r.get("busy_core")]
-    idle = [r["measure"] for r in results if not r.get("busy_core")]
+    busy = sorted({r["measure"] for r in results if r.get("busy_core")})
+    idle = sorted({r["measure"] for r in results if not r.get("busy_core")})
     load = (f"a second process kept one core busy in: {', '.join(busy) or 'no mode'}"
             + (f"; not in: {', '.join(idle)}" if idle else ""))
     lines += ["", f"`hashlab bench --profile gate` on {BASE}; slowdown engine {SLOW_ENGINE} "
@@ -158,13 +161,16 @@ def main(argv=None) -> int:
                     default=["wall", "simulated"])
     ap.add_argument("--thresholds", nargs="+", type=float, default=[1.10, 1.15, 1.20])
     ap.add_argument("--no-busy", action="store_true", help="do not keep a core busy")
+    ap.add_argument("--basis", nargs="+", choices=("auto", "time", "ratio"), default=["auto"],
+                    help="what the gate compares wall-clock ops on (hashlab gate --basis); "
+                         "several: one table row each")
     ap.add_argument("--regate", action="store_true",
                     help="only re-evaluate the runs saved under --out")
     args = ap.parse_args(argv)
     if args.pairs < 1:
         ap.error("--pairs must be >= 1")
     if not args.regate:
-        estimate = sum((2 * args.pairs + 1) * (95 if m == "wall" else 170)
+        estimate = sum((2 * args.pairs + 1) * (85 if m == "wall" else 170)
                        for m in args.measure)
         print(f"gate_power: {args.pairs} pair(s) per mode {args.measure}; about "
               f"{estimate / 60:.0f} min on a 2-core machine", flush=True)
@@ -181,7 +187,9 @@ def main(argv=None) -> int:
         path = os.path.join(args.out, f"results-{m}.json")
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
-                results.append(regate(args.out, json.load(f), args.thresholds))
+                saved = json.load(f)
+            for basis in (args.basis if m == "wall" else ["auto"]):
+                results.append(regate(args.out, saved, args.thresholds, basis))
     text = table(results, args.thresholds)
     with open(os.path.join(args.out, "table.md"), "w", encoding="utf-8") as f:
         f.write(text + "\n")

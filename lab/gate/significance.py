@@ -1,5 +1,5 @@
-"""The statistics of the gate: is one op's ratio in the current run different from the
-baseline run's, and by how much?
+"""The statistics of the gate: does one op's time (or ratio, or simulated cost) in the current
+run differ from the baseline run's, and by how much?
 
 - the tests work on replicates, one value each, as close to independent as the run allows:
   - round medians, when both runs were sampled in at least `MIN_ROUNDS` rounds (a fresh

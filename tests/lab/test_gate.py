@@ -57,6 +57,17 @@ def test_a_significant_slowdown_fails_and_names_the_op(tmp_path, capsys):
     assert main(["gate", cur, "--baseline", base, "--threshold", "1.40"]) == 0
 
 
+def test_the_default_threshold_follows_the_measure():
+    """Wall clock: 1.20x (what the measured same-code spread allows); simulated: 1.10x."""
+    from lab.gate import DEFAULT_THRESHOLDS
+    assert DEFAULT_THRESHOLDS == {"wall": 1.20, "simulated": 1.10}
+    base, cur = _bench(seed=0), _bench(lookup=11.5, seed=10)                # 1.15x slower
+    result = compare(cur, base)
+    assert result.threshold == 1.20 and result.exit_code == 0
+    assert compare(cur, base, threshold=1.10).regressions == 1
+    assert compare(_simulated(), _simulated()).threshold == 1.10
+
+
 def test_noise_of_the_same_distribution_passes(tmp_path, capsys):
     for seed in range(5):
         base = _write(tmp_path, "a.json", _bench(seed=100 + seed))
