@@ -27,12 +27,20 @@ def _fail(where: str, what: str):
     raise GateUsageError(f"{where}: {what}")
 
 
-def _ratio(value, where: str) -> float:
+def _positive(value, where: str, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         _fail(where, f"must be a number, got {type(value).__name__}")
     if not (math.isfinite(value) and value > 0):
-        _fail(where, f"must be a positive finite ratio, got {value!r}")
+        _fail(where, f"must be a positive finite {what}, got {value!r}")
     return float(value)
+
+
+def _ratio(value, where: str) -> float:
+    return _positive(value, where, "ratio")
+
+
+def _seconds(value, where: str) -> float:
+    return _positive(value, where, "time in seconds")
 
 
 def _series(row: dict, field: str, where: str, check=None) -> list:
@@ -42,14 +50,6 @@ def _series(row: dict, field: str, where: str, check=None) -> list:
     if len(values) > MAX_SAMPLES:
         _fail(where, f"more than {MAX_SAMPLES} {field}")
     return [check(v, f"{where}.{field}[{j}]") for j, v in enumerate(values)] if check else values
-
-
-def _seconds(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        _fail(where, f"must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        _fail(where, f"must be a positive finite time in seconds, got {value!r}")
-    return float(value)
 
 
 def _round(value, where: str) -> int:
