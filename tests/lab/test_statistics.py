@@ -142,7 +142,7 @@ def test_a_spread_between_rounds_is_not_a_regression():
             _rounds(700 + seed, rounds=1, per_round=200)
         fired_blocks += compare_samples(b1, a1).p < 0.01
     assert fired_rounds <= 2                       # about 1% expected at p < 0.01
-    assert fired_blocks >= 10                      # what single-round gating would do
+    assert fired_blocks >= 30                      # what single-round gating would do (40)
 
 
 def test_a_shift_is_found_across_rounds():
