@@ -78,6 +78,7 @@ def run_suite(scenarios, choices, unusable=(), *, quick: bool = False, timing_on
     (callgrind costs). `imports`: modules the simulated child imports (test-only engines)."""
     started = time.perf_counter()
     load_start = os.getloadavg()
+    code = timing.git_info()          # the commit measured: read before a long run, not after
     if sampling is None:
         sampling = sampling_for(profile, quick)
     rows = parity.run_parity(scenarios, choices, unusable, progress=progress)
@@ -97,7 +98,7 @@ def run_suite(scenarios, choices, unusable=(), *, quick: bool = False, timing_on
                         "available": False, "reason": reason, "threads": False}
                        for label, reason in unusable])
     meta = {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "quick": quick, "machine": timing.machine_info(), "git": timing.git_info(),
+            "quick": quick, "machine": timing.machine_info(), "git": code,
             "scenarios": [s.name for s in scenarios], "profile": profile,
             "measure": measure, "sampling": dataclasses.asdict(sampling),
             "load_avg": {"start": list(load_start), "end": list(os.getloadavg())},

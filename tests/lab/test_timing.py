@@ -140,3 +140,22 @@ def test_stats_helpers():
     assert median([3, 1, 2]) == 2 and iqr([1, 2, 3, 4, 5]) == 2 and iqr([7]) == 0
     assert rate(10, 2) == 5 and np.isnan(rate(0, 1)) and np.isnan(rate(5, 0))
     assert math.isnan(median([]))
+
+
+def test_a_run_records_the_commit_it_started_on(storage_scenario, monkeypatch):
+    """A long run (`--full` takes most of an hour) keeps the commit it measured even when the
+    checkout moves on while it runs."""
+    import lab.suite as suite
+    from lab import timing
+    commits = iter([{"commit": "a" * 40, "dirty": False}, {"commit": "b" * 40, "dirty": False}])
+    monkeypatch.setattr(timing, "git_info", lambda *a, **k: next(commits))
+    real = suite.parity.run_parity
+
+    def run_parity(*args, **kwargs):
+        timing.git_info()                      # the checkout changes during the run
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(suite.parity, "run_parity", run_parity)
+    choices, _ = resolve(["numpy"])
+    result = suite.run_suite([storage_scenario], choices, timing_on=False)
+    assert result.meta["git"]["commit"] == "a" * 40
