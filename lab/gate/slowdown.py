@@ -24,7 +24,7 @@ def _slow_lookup_class(cls: type, fraction: float) -> type:
     Every other call then takes exactly the wrapped engine's path, as long as the instance is
     built as one (`slowed`): CPython specialises attribute reads for the class and layout it
     sees, and both a forwarding wrapper object and a reassigned `__class__` made `size` (a
-    50,000-cycle call) count 1.1-1.3x under callgrind: false regressions in the study."""
+    50,000-cycle call) count 1.15-1.25x under callgrind: false regressions in the study."""
     def lookup(self, ids, out=None):
         result = cls.lookup(self, ids, out)
         extra = int(len(ids) * fraction)
