@@ -10,6 +10,10 @@ import sys
 # TF's C++ logger reads this when the library loads: 2 keeps errors and drops the INFO and
 # WARNING lines. setdefault: a value the user exported wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# On CPUs with AVX-512 TensorFlow turns on oneDNN's custom kernels, which reorder float sums
+# ("slightly different numerical results") and announce it on stderr whatever the log level.
+# A reference engine wants TensorFlow's plain kernels; a value the user exported wins.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import tensorflow as tf  # noqa: E402
 
