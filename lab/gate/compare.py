@@ -18,9 +18,17 @@ Per op (`lab.gate.significance` has the statistics):
   way (or there are too few samples to test): too noisy to decide. Reported, never failing.
 - ok: anything else (no change, or a significant one within the threshold).
 
-Simulated-cost runs (`--measure simulated`) are compared on each op's own cost (the simulated
-machine is always the same) and have no noise: there the change itself decides.
-A parity status that is `fail` now and was not before fails the gate whatever the speed.
+Simulated-cost runs (`--measure simulated`) are compared counter by counter (estimated
+cycles, instructions, D1 misses, LL misses, branch mispredictions where counted; each with
+its own threshold, `lab.gate.counters`): the simulated machine is always the same and the
+counts have no noise, so the change itself decides.
+
+No silent passes:
+- a parity status that is `fail` now and was not before fails the gate whatever the speed;
+- an op or a scenario of the baseline that the current run lacks fails it (exit 1, named);
+- when more than a quarter of the ops compared are `unstable`, the run is INCONCLUSIVE:
+  exit 3 (unless `allow_inconclusive`), because a gate that cannot decide most of its ops
+  must not read as a pass.
 """
 from __future__ import annotations
 
@@ -30,6 +38,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from lab.gate import counters
 from lab.gate.inputs import KEY, GateUsageError, parity_rows, perf_rows, same_machine
 from lab.gate.significance import adjust, compare_samples
 
@@ -39,13 +48,16 @@ from lab.gate.significance import adjust, compare_samples
 DEFAULT_THRESHOLDS = {"wall": 1.20, "simulated": 1.10}
 DEFAULT_ALPHA = 0.01
 REGRESSION, IMPROVED, OK, UNSTABLE = "REGRESSION", "improved", "ok", "unstable"
-AUTO, TIME, RATIO, COST = "auto", "time", "ratio", "cost"
+AUTO, TIME, RATIO, COST, PAIRED = "auto", "time", "ratio", "cost", "paired"
 BASES = (AUTO, TIME, RATIO)
 PERF_COLUMNS = [*KEY, "measure", "basis", "base_median", "current_median", "change", "ci_low",
-                "ci_high", "p", "q", "replicates", "verdict"]
+                "ci_high", "p", "q", "replicates", "verdict", "counters", "threshold"]
+EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE = 0, 1, 3
+INCONCLUSIVE_SHARE = 0.25        # more unstable ops than this: the run decides nothing
 
-__all__ = ["BASES", "DEFAULT_ALPHA", "DEFAULT_THRESHOLDS", "GateResult", "GateUsageError",
-           "compare", "render"]
+__all__ = ["BASES", "DEFAULT_ALPHA", "DEFAULT_THRESHOLDS", "EXIT_FAIL", "EXIT_INCONCLUSIVE",
+           "EXIT_PASS", "GateResult", "GateUsageError", "compare", "decide", "render",
+           "verdict"]
 
 
 @dataclasses.dataclass
@@ -55,8 +67,10 @@ class GateResult:
     threshold: float
     alpha: float
     not_gated: int = 0           # ops without a baseline ratio (e.g. size)
-    basis: str = RATIO           # what wall-clock ops were compared on (time or ratio)
+    basis: str = RATIO           # what wall-clock ops were compared on (time, ratio, paired)
     basis_why: str = ""
+    missing: list = dataclasses.field(default_factory=list)   # baseline results absent now
+    allow_inconclusive: bool = False
 
     def count(self, verdict: str) -> int:
         return int((self.perf["verdict"] == verdict).sum()) if len(self.perf) else 0
@@ -70,8 +84,18 @@ class GateResult:
         return int(self.parity["new_failure"].sum()) if len(self.parity) else 0
 
     @property
+    def inconclusive(self) -> bool:
+        """More than INCONCLUSIVE_SHARE of the ops compared are too noisy to decide."""
+        return bool(len(self.perf)) and self.count(UNSTABLE) > INCONCLUSIVE_SHARE * len(
+            self.perf)
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.regressions or self.new_failures else 0
+        if self.regressions or self.new_failures or self.missing:
+            return EXIT_FAIL
+        if self.inconclusive and not self.allow_inconclusive:
+            return EXIT_INCONCLUSIVE
+        return EXIT_PASS
 
 
 def _check_settings(threshold: float | None, alpha: float, basis: str) -> None:
@@ -84,7 +108,8 @@ def _check_settings(threshold: float | None, alpha: float, basis: str) -> None:
         raise GateUsageError(f"--alpha must be between 0 and 1, got {alpha}")
 
 
-def _verdict(change, ci_low, ci_high, q, threshold, alpha) -> str:
+def verdict(change, ci_low, ci_high, q, threshold, alpha) -> str:
+    """REGRESSION / improved / unstable / ok of one op (the module docstring)."""
     significant = q == q and q < alpha
     if significant and change > threshold:
         return REGRESSION
@@ -115,9 +140,13 @@ def _wall_basis(basis: str, current: dict, baseline: dict, pairs) -> tuple[str, 
 
 def compare(current: dict, baseline: dict, threshold: float | None = None,
             alpha: float = DEFAULT_ALPHA, names=("current", "baseline"),
-            basis: str = AUTO) -> GateResult:
-    """`threshold` None: DEFAULT_THRESHOLDS of the runs' measure (wall if any op is)."""
+            basis: str = AUTO, counter_thresholds: dict | None = None,
+            allow_inconclusive: bool = False) -> GateResult:
+    """`threshold` None: DEFAULT_THRESHOLDS of the runs' measure (wall if any op is); for
+    simulated runs it is the cost's threshold, and `counter_thresholds` (name -> factor)
+    change the other counters' (`lab.gate.counters`)."""
     _check_settings(threshold, alpha, basis)
+    limits = _counter_limits(counter_thresholds, threshold)
     cur_perf, base_perf = perf_rows(current, names[0]), perf_rows(baseline, names[1])
     pairs, not_gated = [], 0
     for key, cur in cur_perf.items():
@@ -140,35 +169,85 @@ def compare(current: dict, baseline: dict, threshold: float | None = None,
         threshold = DEFAULT_THRESHOLDS["wall" if wall or not pairs else "simulated"]
     rows = []
     for key, cur, base in pairs:
-        on = COST if cur["measure"] == "simulated" else wall_basis
-        field = "times" if on == TIME else "samples"
-        cmp = compare_samples(cur[field], base[field], exact=on == COST,
-                              current_rounds=cur["rounds"], baseline_rounds=base["rounds"])
-        rows.append(dict(zip(KEY, key), measure=cur["measure"], basis=on,
+        if cur["measure"] == "simulated":
+            rows.append(_simulated_row(key, cur, base, limits))
+            continue
+        field = "times" if wall_basis == TIME else "samples"
+        cmp = compare_samples(cur[field], base[field], current_rounds=cur["rounds"],
+                              baseline_rounds=base["rounds"])
+        rows.append(dict(zip(KEY, key), measure=cur["measure"], basis=wall_basis,
                          base_median=float(np.median(base[field])),
                          current_median=float(np.median(cur[field])), change=cmp.change,
                          ci_low=cmp.ci_low, ci_high=cmp.ci_high, p=cmp.p,
-                         replicates=cmp.replicates))
-    perf = pd.DataFrame(rows, columns=PERF_COLUMNS)
-    if len(perf):
-        wall = perf["measure"] == "wall"
-        perf["q"] = perf["p"]                      # simulated: exact, nothing to adjust
-        if wall.any():
-            perf.loc[wall, "q"] = adjust(perf.loc[wall, "p"].tolist())
-        perf["verdict"] = [_verdict(r.change, r.ci_low, r.ci_high, r.q, threshold, alpha)
-                           for r in perf.itertuples()]
-
+                         replicates=cmp.replicates, counters="", threshold=None))
+    perf = decide(pd.DataFrame(rows, columns=PERF_COLUMNS), threshold, alpha)
     cur_par, base_par = parity_rows(current, names[0]), parity_rows(baseline, names[1])
+    if perf.empty and not not_gated and not any(k in base_par for k in cur_par):
+        raise GateUsageError("no common engine x scenario results between the two files "
+                             "(different --engines / --scenarios / --profile / --quick?)")
+    missing = missing_results(base_perf, cur_perf, base_par, cur_par)
+    return GateResult(perf, parity_table(cur_par, base_par), threshold, alpha, not_gated,
+                      wall_basis, why, missing, allow_inconclusive)
+
+
+def _counter_limits(overrides: dict | None, cost: float | None) -> dict:
+    limits = counters.thresholds(overrides, cost)
+    for name, value in limits.items():
+        if name not in counters.GATED:
+            raise GateUsageError(f"--counter-threshold: unknown counter {name!r}; known: "
+                                 f"{', '.join(counters.GATED)}")
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 1.0):
+            raise GateUsageError(f"--counter-threshold {name}: must be a finite number > 1.0, "
+                                 f"got {value}")
+    return limits
+
+
+def _simulated_row(key, cur, base, limits) -> dict:
+    """One simulated op, decided on its counters: REGRESSION when any counter grew past its
+    threshold by a share of the cost that matters (`lab.gate.counters`)."""
+    changes = counters.compare_counters(dict(cur["counters"], cost=cur["samples"]),
+                                        dict(base["counters"], cost=base["samples"]), limits)
+    top = counters.deciding(changes)
+    regressed = any(c.regressed for c in changes)
+    cost = next(c for c in changes if c.name == counters.COST)
+    return dict(zip(KEY, key), measure="simulated", basis=top.name, base_median=top.base,
+                current_median=top.current, change=top.change, ci_low=top.change,
+                ci_high=top.change, p=0.0 if regressed or cost.improved else 1.0,
+                replicates=f"{len(cur['samples'])} vs {len(base['samples'])} exact counts",
+                counters=", ".join(c.text() for c in changes), threshold=top.threshold)
+
+
+def decide(perf: pd.DataFrame, threshold: float, alpha: float) -> pd.DataFrame:
+    """q (Benjamini-Hochberg over the wall-clock ops) and every op's verdict."""
+    if not len(perf):
+        return perf
+    perf = perf.copy()
+    wall = perf["measure"] == "wall"
+    perf["q"] = perf["p"]                          # simulated: exact, nothing to adjust
+    if wall.any():
+        perf.loc[wall, "q"] = adjust(perf.loc[wall, "p"].tolist())
+    perf["threshold"] = perf["threshold"].astype(float).fillna(threshold)   # simulated: own
+    perf["verdict"] = [verdict(r.change, r.ci_low, r.ci_high, r.q, r.threshold, alpha)
+                       for r in perf.itertuples()]
+    return perf
+
+
+def missing_results(base_perf: dict, cur_perf: dict, base_par: dict, cur_par: dict) -> list:
+    """What the baseline measured and the current run does not have: "engine scenario op
+    (op i)" per op, "engine scenario (parity)" per engine x scenario."""
+    lost = [f"{e} {s} {op} (op {i}, {t} thread(s))"
+            for (e, s, op, i, t) in base_perf if (e, s, op, i, t) not in cur_perf]
+    lost += [f"{e} {s} (parity)" for (e, s) in base_par if (e, s) not in cur_par]
+    return lost
+
+
+def parity_table(cur_par: dict, base_par: dict) -> pd.DataFrame:
     prow = [{"engine": e, "scenario": s, "base_status": base_par.get((e, s), "absent"),
              "current_status": status,
              "new_failure": status == "fail" and base_par.get((e, s)) != "fail"}
             for (e, s), status in cur_par.items()]
-    parity = pd.DataFrame(prow, columns=["engine", "scenario", "base_status", "current_status",
-                                         "new_failure"])
-    if perf.empty and not not_gated and not any(k in base_par for k in cur_par):
-        raise GateUsageError("no common engine x scenario results between the two files "
-                             "(different --engines / --scenarios / --profile / --quick?)")
-    return GateResult(perf, parity, threshold, alpha, not_gated, wall_basis, why)
+    return pd.DataFrame(prow, columns=["engine", "scenario", "base_status", "current_status",
+                                       "new_failure"])
 
 
 def _op_name(r) -> str:
@@ -176,34 +255,56 @@ def _op_name(r) -> str:
 
 
 def _median_text(r) -> str:
-    if r.basis == TIME:
+    if r.basis in (TIME, PAIRED):
         return f"median {r.base_median * 1e3:.4g} -> {r.current_median * 1e3:.4g} ms"
     return f"median ratio {r.base_median:.4g} -> {r.current_median:.4g}"
 
 
 def _describe(r) -> str:
     if r.measure == "simulated":
-        return (f"{r.change:.3f}x (simulated cost {r.base_median:.4g} -> "
-                f"{r.current_median:.4g}, exact)")
+        return (f"{r.change:.3f}x in {r.basis} (simulated, {r.base_median:.4g} -> "
+                f"{r.current_median:.4g} per call, exact; {r.counters})")
     ci = (f"95% CI {r.ci_low:.3f}-{r.ci_high:.3f}x" if r.ci_low == r.ci_low
           else "no CI: too few samples")
     return (f"{r.change:.3f}x ({ci}), p={r.p:.2g}, q={r.q:.2g}; {_median_text(r)}; "
             f"{r.replicates}")
 
 
-_BASIS_TEXT = {TIME: "the engine's own time", RATIO: "the ratio to the same-run baseline"}
+_BASIS_TEXT = {TIME: "the engine's own time", RATIO: "the ratio to the same-run baseline",
+               PAIRED: "the engine's own time, base and head paired round by round"}
+
+
+def headline(result: GateResult) -> str:
+    """The first line: PASS, FAIL or INCONCLUSIVE, and why."""
+    unstable = result.count(UNSTABLE)
+    if result.exit_code == EXIT_FAIL:
+        status = "FAIL"
+    elif result.inconclusive:
+        status = "INCONCLUSIVE" + (" (allowed)" if result.allow_inconclusive else "")
+    else:
+        status = "PASS"
+    text = (f"gate: {status}: {result.regressions} regression(s) beyond "
+            f"{result.threshold:.2f}x, {result.new_failures} new parity failure(s)")
+    if result.missing:
+        text += f", {len(result.missing)} baseline result(s) missing"
+    if result.inconclusive:
+        text += (f"; {unstable} of {len(result.perf)} ops too noisy to decide (more than "
+                 f"{INCONCLUSIVE_SHARE:.0%})")
+    return text
 
 
 def render(result: GateResult, verbose: bool = False) -> str:
     """Summary first (the regressions with change, CI and p), then the rest."""
     perf = result.perf
     counts = ", ".join(f"{result.count(v)} {v}" for v in (REGRESSION, IMPROVED, UNSTABLE, OK))
-    lines = [f"gate: {'FAIL' if result.exit_code else 'PASS'}: {result.regressions} "
-             f"regression(s) beyond {result.threshold:.2f}x, {result.new_failures} new parity "
-             f"failure(s)",
+    test = ("Wilcoxon signed-rank on the paired rounds" if result.basis == PAIRED
+            else "Mann-Whitney U")
+    simulated = len(perf) and (perf["measure"] == "simulated").all()
+    lines = [headline(result),
              f"  {len(perf)} ops compared ({counts}; {result.not_gated} without a baseline "
-             f"ratio, not gated); significance: Mann-Whitney U, Benjamini-Hochberg q < "
-             f"{result.alpha:g}"]
+             f"ratio, not gated); "
+             + ("simulated counts, each counter against its own threshold (exact)" if simulated
+                else f"significance: {test}, Benjamini-Hochberg q < {result.alpha:g}")]
     if len(perf) and (perf["measure"] == "wall").any():
         lines.append(f"  wall-clock ops compared on {_BASIS_TEXT[result.basis]} "
                      f"({result.basis_why})")
@@ -215,6 +316,10 @@ def render(result: GateResult, verbose: bool = False) -> str:
             lines.append(f"{title}:")
             lines += [f"  {verdict} {_op_name(r)}: {_describe(r)}"
                       for r in chosen.itertuples()]
+    if result.missing:
+        lines.append("Missing (in the baseline, not in this run; a gate must not pass what it "
+                     "did not measure):")
+        lines += [f"  MISSING {m}" for m in result.missing]
     if result.new_failures:
         lines.append("New parity failures:")
         new = result.parity[result.parity["new_failure"]]
@@ -232,8 +337,10 @@ def render(result: GateResult, verbose: bool = False) -> str:
             table[col] = table[col].map(lambda v: f"{v:.3f}x")
         for col in ("p", "q"):
             table[col] = table[col].map(lambda v: f"{v:.2g}")
-        lines += ["", "All ops (basis time: the engine's seconds; ratio: engine / baseline in "
-                      "the same run; cost: simulated cycles; change = median now / before):",
+        lines += ["", "All ops (basis time: the engine's seconds; paired: the same, base and "
+                      "head round by round; ratio: engine / baseline in the same run; a counter "
+                      "name: the simulated counter the verdict rests on; change = median now / "
+                      "before):",
                   table.to_string(index=False)]
         if len(changed):
             lines += ["", changed.to_string(index=False)]

@@ -27,12 +27,30 @@ def _fail(where: str, what: str):
     raise GateUsageError(f"{where}: {what}")
 
 
-def _positive(value, where: str, what: str) -> float:
+def _number(value, where: str) -> float:
+    """A JSON number as a float; an integer too large for one (JSON allows 400 digits) is
+    unusable input, not a crash."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         _fail(where, f"must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        _fail(where, f"must be a positive finite {what}, got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        _fail(where, f"must be a number a float can hold, got an integer of "
+                     f"{len(str(abs(value)))} digits")
+
+
+def _positive(value, where: str, what: str) -> float:
+    number = _number(value, where)
+    if not (math.isfinite(number) and number > 0):
+        _fail(where, f"must be a positive finite {what}, got {value!r}"[:200])
+    return number
+
+
+def _count(value, where: str) -> float:
+    number = _number(value, where)
+    if not (math.isfinite(number) and number >= 0):
+        _fail(where, f"must be a count (finite, >= 0), got {value!r}"[:200])
+    return number
 
 
 def _ratio(value, where: str) -> float:
@@ -73,10 +91,11 @@ def same_machine(a: dict, b: dict) -> bool:
 
 
 def perf_rows(data: dict, name: str) -> dict[tuple, dict]:
-    """{key: {"measure", "ratio" (None: nothing to gate), "samples", "times", "rounds"}} of a
-    bench file; for simulated rows "ratio" and "samples" are the op's cost. "times": the
-    engine's own seconds (wall rows that have them, else []); "rounds": the round of each of
-    them ([] when the file does not say)."""
+    """{key: {"measure", "ratio" (None: nothing to gate), "samples", "times", "rounds",
+    "counters"}} of a bench file; for simulated rows "ratio" and "samples" are the op's cost
+    and "counters" its other per-call counts ({} in older files). "times": the engine's own
+    seconds (wall rows that have them, else []); "rounds": the round of each of them ([] when
+    the file does not say)."""
     results = data["results"]
     if len(results) > MAX_ROWS:
         _fail(name, f"more than {MAX_ROWS} results")
@@ -116,8 +135,27 @@ def perf_rows(data: dict, name: str) -> dict[tuple, dict]:
             if rounds and len(rounds) != max(len(times), len(samples)):
                 _fail(where, f"has {len(rounds)} sample_rounds for "
                              f"{max(len(times), len(samples))} samples")
+        counts = {}
+        if ratio is not None and measure == "simulated" and row.get("counter_samples"):
+            counts = _counters(row["counter_samples"], len(samples), where)
         out[key] = {"measure": measure, "ratio": ratio, "samples": samples, "times": times,
-                    "rounds": rounds}
+                    "rounds": rounds, "counters": counts}
+    return out
+
+
+def _counters(value, n: int, where: str) -> dict:
+    """A simulated row's `counter_samples`: counter name -> one count per call."""
+    from lab.timing.counters import COUNTER_NAMES
+    if not isinstance(value, dict):
+        _fail(where, f"field 'counter_samples' must be an object, got {type(value).__name__}")
+    out = {}
+    for name, counts in value.items():
+        if name not in COUNTER_NAMES:
+            _fail(where, f"counter_samples: unknown counter {str(name)[:40]!r}")
+        series = _series({name: counts}, name, f"{where}.counter_samples", _count)
+        if len(series) != n:
+            _fail(where, f"counter_samples.{name}: {len(series)} counts for {n} calls")
+        out[name] = series
     return out
 
 

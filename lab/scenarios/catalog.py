@@ -58,6 +58,19 @@ CATALOG = (
                         "steps": 3},
         tags=("storage",)),
     Scenario(
+        name="large_table",
+        description="A table far beyond any last-level cache: 4,000,000 ids at dim 32 with "
+                    "Adagrad state (about 1.1 GB of rows); each step looks up, assigns and "
+                    "updates 100,000 ids drawn uniformly from it (all present). Every row "
+                    "touched is a DRAM access, so the memory access pattern decides the "
+                    "speed.",
+        tables=(_table(dim=32, optimizer="adagrad", lrs=(0.05,)),),
+        ops=(_op("lookup"), _op("assign"), _op("apply_gradients")),
+        prefill=4_000_000, batch_size=100_000, ids=IdSpec(kind="uniform", vocab=4_000_000),
+        steps=3, quick={"prefill": 100_000, "batch_size": 10_000, "ids": {"vocab": 100_000},
+                        "steps": 2},
+        tags=("memory",)),
+    Scenario(
         name="lookup_sweep",
         description="Lookup throughput over batch size and dim: a table of 100,000 ids, ids "
                     "uniform over twice that range (about 50% hits, as Monolith's BM_Find).",

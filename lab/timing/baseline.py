@@ -37,11 +37,14 @@ def has_payload(kind: str | None, n: int, width: int, nbytes: int) -> bool:
 
 
 class Baselines:
-    """Builds each distinct baseline's inputs once per run (cached by shape)."""
+    """Builds each distinct baseline's inputs once (cached by shape). `takes`: a dict to keep
+    the dense-take inputs in, shared by several Baselines (an A/B worker keeps them across
+    rounds instead of drawing a 270 MB array again each round); default: this object's
+    own."""
 
-    def __init__(self, workdir: str):
+    def __init__(self, workdir: str, takes: dict | None = None):
         self.workdir = workdir
-        self._takes: dict[tuple, Callable] = {}
+        self._takes: dict[tuple, Callable] = {} if takes is None else takes
         self._payloads: dict[int, bytes] = {}
 
     def prepare(self, kind: str | None, rows: int, width: int, n: int, nbytes: int,

@@ -7,8 +7,9 @@ Wall-clock rows (`measure` = "wall") hold seconds: `median_s` and its 95% CI
 Simulated rows (`measure` = "simulated") hold callgrind counts instead of seconds: the cost of
 a call is its estimated cycles (`lab.timing.simulated.cost`); `median_cost`,
 `baseline_median_cost` and `cost_samples` take the place of `median_s`,
-`baseline_median_s` and `samples_s` (which stay empty), and `instructions`, `l1_misses` and
-`ll_misses` give the median counts behind the cost. Ratios mean the same in both modes; a
+`baseline_median_s` and `samples_s` (which stay empty), and `instructions`, `l1_misses`,
+`ll_misses`, `d1_misses` and `branch_misses` give the median counts behind the cost, while
+`counter_samples` keeps every call's count of each (the gate compares them one by one). Ratios mean the same in both modes; a
 simulated ratio's CI is the ratio itself (counts have no sampling error).
 
 `rounds` is how many independent rounds (fresh engine and tables) the samples came from, and
@@ -24,6 +25,7 @@ import json
 
 import numpy as np
 
+from lab.timing.counters import COUNTER_NAMES
 from lab.timing.sampling import OpSamples
 from lab.timing.stats import iqr, median, median_ci, rate, relative_half_width
 
@@ -36,7 +38,8 @@ COLUMNS = ["engine", "scenario", "base_scenario", "op", "op_index", "threads", "
            "ci_low_s", "ci_high_s", "ratio_ci_low", "ratio_ci_high", "samples_s",
            "ratio_samples", "unstable", "load_avg", "measure", "median_cost",
            "baseline_median_cost", "cost_samples", "instructions", "l1_misses", "ll_misses",
-           "rounds", "sample_rounds"]
+           "rounds", "sample_rounds", "d1_misses", "branch_misses", "counter_samples"]
+
 NAN = float("nan")
 
 
@@ -78,7 +81,8 @@ def perf_row(scenario, engine_label: str, rec: OpSamples, peak_rss: float, measu
             "ci_low_s": low, "ci_high_s": high, "samples_s": values,
             "unstable": relative_half_width(rec.precision_series()) > target,
             "median_cost": NAN, "baseline_median_cost": NAN, "cost_samples": [],
-            "instructions": NAN, "l1_misses": NAN, "ll_misses": NAN})
+            "instructions": NAN, "l1_misses": NAN, "ll_misses": NAN, "d1_misses": NAN,
+            "branch_misses": NAN, "counter_samples": {}})
     else:
         counts = counts or {}
         row.update({
@@ -87,6 +91,7 @@ def perf_row(scenario, engine_label: str, rec: OpSamples, peak_rss: float, measu
             "samples_s": [], "unstable": False,          # counts carry no sampling noise
             "median_cost": med, "baseline_median_cost": median(bases) if bases else NAN,
             "cost_samples": values,
-            **{name: median(counts.get(name, [])) for name in
-               ("instructions", "l1_misses", "ll_misses")}})
+            **{name: median(counts.get(name, [])) for name in ("l1_misses", *COUNTER_NAMES)},
+            "counter_samples": {name: [int(v) for v in counts[name]]
+                                for name in COUNTER_NAMES if name in counts}})
     return {col: row[col] for col in COLUMNS}

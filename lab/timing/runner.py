@@ -17,17 +17,26 @@ import pandas as pd
 from lab.scenarios.execute import skipped_op_reason
 from lab.timing.baseline import Baselines
 from lab.timing.rows import COLUMNS, MEASURES, SIMULATED, WALL, perf_row
-from lab.timing.sampling import OpSamples, Sampling, sample_scenario
+from lab.timing.sampling import OpSamples, RoundSampler, Sampling
 
 
-def _one_round(scenario, choice, workdir: str, sampling: Sampling):
-    """({op index: OpSamples}, peak RSS) of one round: a fresh engine, sampled once."""
+def round_sampler(scenario, choice, workdir: str, sampling: Sampling,
+                  takes: dict | None = None) -> RoundSampler:
+    """One round of `scenario` on a fresh engine of `choice`, not yet prepared. `takes`: a
+    dict that keeps the dense-take baselines' inputs across rounds (see `Baselines`)."""
     engine = choice.make(scenario.threads)
     skip = frozenset(i for i, op in enumerate(scenario.ops) if skipped_op_reason(engine, op))
     base_dir = os.path.join(workdir, "baseline")
     os.makedirs(base_dir, exist_ok=True)
-    return sample_scenario(scenario, engine, os.path.join(workdir, "engine"),
-                           Baselines(base_dir), sampling, skip=skip)
+    return RoundSampler(scenario, engine, os.path.join(workdir, "engine"),
+                        Baselines(base_dir, takes=takes), sampling, skip=skip)
+
+
+def _one_round(scenario, choice, workdir: str, sampling: Sampling):
+    """({op index: OpSamples}, peak RSS) of one round: a fresh engine, sampled once."""
+    sampler = round_sampler(scenario, choice, workdir, sampling)
+    sampler.prepare()
+    return sampler.sample()
 
 
 class _Rounds:

@@ -127,38 +127,85 @@ def rss_bytes(proc: psutil.Process) -> int:
     return total
 
 
+class RoundSampler:
+    """One round of one scenario on one engine, in steps: `prepare()` builds and prefills the
+    tables and runs the unrecorded warm-up steps; each `step()` is one measured step (every
+    op and its baseline once) and says whether sampling is done; `result()` gives
+    ({op index: OpSamples}, peak RSS bytes). `sample()` does the steps until done.
+
+    Split so that another process can take its steps in between (an A/B session alternates
+    two builds step by step, or runs them in lockstep): the time budget therefore counts the
+    seconds this sampler itself spent in its steps, not the wall clock.
+
+    Warm-up steps run with a plain wall clock and are dropped. `observe=False` leaves out the
+    machine readings (RSS, load average): their varying values would change the process's
+    heap between runs, and with it the simulated mode's counts."""
+
+    def __init__(self, scenario, engine, workdir: str, baselines: Baselines,
+                 sampling: Sampling, meter: Callable = wall_meter,
+                 skip: frozenset = frozenset(), observe: bool = True):
+        self.scenario, self.engine, self.workdir = scenario, engine, workdir
+        self.baselines, self.sampling, self.meter = baselines, sampling, meter
+        self.skip, self.observe = skip, observe
+        self._ex = None
+        self._step = 0
+        self._proc = psutil.Process() if observe else None
+        self._peak = 0
+        self._busy = 0.0
+        self._ops: dict[int, OpSamples] = {}
+
+    def prepare(self) -> None:
+        scenario, sampling = self.scenario, self.sampling
+        ex = ScenarioExecution(scenario, self.engine, self.workdir, capture=False,
+                               meter=wall_meter, cycle=scenario.steps)
+        ex.setup()
+        self._peak = rss_bytes(self._proc) if self.observe else 0
+        step, start = 0, time.perf_counter()
+        least = scenario.warmup + scenario.steps
+        while True:
+            elapsed = time.perf_counter() - start
+            more = (step < least and elapsed < sampling.long_s) or (
+                elapsed < sampling.warmup_s and step < sampling.max_warmup_steps)
+            if not more:
+                break
+            _paired_step(ex, scenario, step, self.baselines, wall_meter, self.skip, {},
+                         self.observe)
+            step += 1
+        ex.meter = self.meter
+        self._ex, self._step = ex, step
+
+    def step(self) -> bool:
+        """One measured step; True once the sampling rules say the round is done."""
+        if self._ex is None:
+            raise RuntimeError("RoundSampler.step: call prepare() first")
+        started = time.perf_counter()
+        _paired_step(self._ex, self.scenario, self._step, self.baselines, self.meter,
+                     self.skip, self._ops, self.observe)
+        if self.observe:
+            self._peak = max(self._peak, rss_bytes(self._proc))
+        self._step += 1
+        self._busy += time.perf_counter() - started
+        return self.sampling.done(list(self._ops.values()), self._busy)
+
+    def result(self) -> tuple[dict[int, OpSamples], int]:
+        self._ex = None
+        return self._ops, self._peak
+
+    def sample(self) -> tuple[dict[int, OpSamples], int]:
+        while not self.step():
+            pass
+        return self.result()
+
+
 def sample_scenario(scenario, engine, workdir: str, baselines: Baselines, sampling: Sampling,
                     meter: Callable = wall_meter, skip: frozenset = frozenset(),
                     observe: bool = True) -> tuple[dict[int, OpSamples], int]:
-    """({op index: OpSamples}, peak RSS bytes) for one engine on one scenario. Warm-up steps
-    run with a plain wall clock and are dropped. `observe=False` leaves out the machine
-    readings (RSS, load average): their varying values would change the process's heap
-    between runs, and with it the simulated mode's counts."""
-    ex = ScenarioExecution(scenario, engine, workdir, capture=False, meter=wall_meter,
-                           cycle=scenario.steps)
-    ex.setup()
-    proc = psutil.Process() if observe else None
-    peak = rss_bytes(proc) if observe else 0
-    step, start = 0, time.perf_counter()
-    least = scenario.warmup + scenario.steps
-    while True:
-        elapsed = time.perf_counter() - start
-        more = (step < least and elapsed < sampling.long_s) or (
-            elapsed < sampling.warmup_s and step < sampling.max_warmup_steps)
-        if not more:
-            break
-        _paired_step(ex, scenario, step, baselines, wall_meter, skip, {}, observe)
-        step += 1
-    ex.meter = meter
-    ops: dict[int, OpSamples] = {}
-    start = time.perf_counter()
-    while True:
-        _paired_step(ex, scenario, step, baselines, meter, skip, ops, observe)
-        if observe:
-            peak = max(peak, rss_bytes(proc))
-        step += 1
-        if sampling.done(list(ops.values()), time.perf_counter() - start):
-            return ops, peak
+    """({op index: OpSamples}, peak RSS bytes) for one engine on one scenario: one round,
+    prepared and sampled (`RoundSampler`)."""
+    sampler = RoundSampler(scenario, engine, workdir, baselines, sampling, meter, skip,
+                           observe)
+    sampler.prepare()
+    return sampler.sample()
 
 
 def _paired_step(ex, scenario, step, baselines, meter, skip, ops, observe) -> None:

@@ -9,13 +9,15 @@ instrumentation; each engine call and each baseline call is wrapped by
 the call, dumps the counters under the call's label and switches instrumentation off. This
 module reads the dumps back and turns each into a cost:
 
-    cost = Ir + 10 x (I1mr + D1mr + D1mw) + 100 x (ILmr + DLmr + DLmw)
+    cost = Ir + 10 x (I1mr + D1mr + D1mw) + 100 x (ILmr + DLmr + DLmw)      (lab.timing.counters)
 
 (instructions, plus level-1 and last-level cache misses weighted by typical latencies in
-cycles; the usual callgrind "estimated cycles"). The cache model is fixed (32 KiB 8-way L1s,
+cycles; the usual callgrind "estimated cycles"). Every call also keeps its counters
+(`COUNTERS`: instructions, D1 misses, LL misses, branch mispredictions), which the gate
+compares one by one (`lab.gate.counters`). The cache model is fixed (32 KiB 8-way L1s,
 8 MiB 16-way LL, 64-byte lines) rather than read from the host, and the child gets a fixed
 minimal environment (`child_environment`), so two runs of the same code on one thread give
-identical counts.
+identical counts. The counters and the cost formula live in `lab.timing.counters`.
 """
 from __future__ import annotations
 
@@ -26,32 +28,19 @@ import subprocess
 import sys
 import tempfile
 
+from lab.timing.counters import COUNTERS, cost, counter, l1_misses
 from lab.timing.rows import SIMULATED, perf_row
 from lab.timing.sampling import OpSamples, baseline_label
 
 CACHE_MODEL = ["--I1=32768,8,64", "--D1=32768,8,64", "--LL=8388608,16,64"]
-L1_CYCLES, LL_CYCLES = 10, 100
 TARGET = 0.0          # counts carry no noise: nothing is "unstable"
 TRIGGER = "desc: Trigger: Client Request: "
 
 
 def valgrind_command(out_prefix: str, log: str) -> list[str]:
     return ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--cache-sim=yes",
-            *CACHE_MODEL, "--dump-instr=no", "--dump-line=no",
+            "--branch-sim=yes", *CACHE_MODEL, "--dump-instr=no", "--dump-line=no",
             f"--callgrind-out-file={out_prefix}", f"--log-file={log}"]
-
-
-def cost(events: dict) -> float:
-    return float(events.get("Ir", 0) + L1_CYCLES * l1_misses(events)
-                 + LL_CYCLES * ll_misses(events))
-
-
-def l1_misses(events: dict) -> int:
-    return sum(events.get(k, 0) for k in ("I1mr", "D1mr", "D1mw"))
-
-
-def ll_misses(events: dict) -> int:
-    return sum(events.get(k, 0) for k in ("ILmr", "DLmr", "DLmw"))
 
 
 def read_dump(path: str) -> tuple[str, dict]:
@@ -160,15 +149,16 @@ def _run_engine(choice, scenarios, workdir, imports) -> list[dict]:
 
 
 def _with_costs(rec: OpSamples, counts: dict) -> tuple[OpSamples, dict]:
-    """rec with its engine and baseline entries replaced by costs, plus per-call counts."""
-    events = {"instructions": [], "l1_misses": [], "ll_misses": []}
+    """rec with its engine and baseline entries replaced by costs, plus per-call counts
+    ({"l1_misses": [...], and one list per COUNTERS name})."""
+    events = {"l1_misses": [], **{name: [] for name in COUNTERS}}
     rec.engine, rec.baseline = [], []
     for label in rec.labels:
         ev = counts[label]
         rec.engine.append(cost(ev))
         base = counts.get(baseline_label(label))
         rec.baseline.append(cost(base) if base is not None else float("nan"))
-        events["instructions"].append(ev.get("Ir", 0))
         events["l1_misses"].append(l1_misses(ev))
-        events["ll_misses"].append(ll_misses(ev))
+        for name in COUNTERS:
+            events[name].append(counter(ev, name))
     return rec, events

@@ -11,7 +11,7 @@ from lab.engine_select import EngineChoice, resolve
 from lab.gate import compare
 from lab.scenarios import IdSpec, OpSpec, Scenario, TableDef
 from lab.suite import run_suite
-from lab.timing import simulated
+from lab.timing import counters, simulated
 
 DUMP = textwrap.dedent("""\
     version: 1
@@ -19,11 +19,11 @@ DUMP = textwrap.dedent("""\
     desc: I1 cache: 32768 B, 64 B, 8-way associative
     desc: Trigger: Client Request: tiny#3#1#lookup#baseline
     positions: line
-    events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
-    summary: 1000 300 200 10 20 5 2 3 1
+    events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw Bc Bcm Bi Bim
+    summary: 1000 300 200 10 20 5 2 3 1 90 7 4 1
     fn=(1) main
-    0 1000 300 200 10 20 5 2 3 1
-    totals: 1000 300 200 10 20 5 2 3 1
+    0 1000 300 200 10 20 5 2 3 1 90 7 4 1
+    totals: 1000 300 200 10 20 5 2 3 1 90 7 4 1
     """)
 
 
@@ -32,8 +32,10 @@ def test_a_dump_becomes_a_cost(tmp_path):
     path.write_text(DUMP)
     label, events = simulated.read_dump(str(path))
     assert label == "tiny#3#1#lookup#baseline" and events["Ir"] == 1000
-    assert simulated.l1_misses(events) == 35 and simulated.ll_misses(events) == 6
-    assert simulated.cost(events) == 1000 + 10 * 35 + 100 * 6
+    assert counters.l1_misses(events) == 35 and counters.ll_misses(events) == 6
+    assert counters.cost(events) == 1000 + 10 * 35 + 100 * 6
+    assert {name: counters.counter(events, name) for name in counters.COUNTER_NAMES} == {
+        "instructions": 1000, "d1_misses": 25, "ll_misses": 6, "branch_misses": 8}
     (tmp_path / "callgrind.out.8").write_text("events: Ir\n")       # no label: not ours
     with pytest.raises(ValueError, match="not a callgrind dump"):
         simulated.read_dumps(str(tmp_path), "callgrind.out")

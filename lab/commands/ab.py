@@ -1,0 +1,114 @@
+"""`hashlab ab BASE [HEAD]`: the CI gate on two builds measured side by side.
+
+BASE and HEAD are each a git ref of this checkout (built once into a cached venv keyed by
+commit and patches, as asv does), `current` (this environment; HEAD's default) or the path of
+a Python interpreter. Both builds run the gate profile in one time window, round by round
+(interleaved, or both at once with `--mode duet`), and each op is gated on its paired
+rounds (Wilcoxon signed-rank, Benjamini-Hochberg) beside the change threshold; or, with
+`--measure simulated`, counted under callgrind and gated counter by counter.
+
+Exit status: 0 pass, 1 a regression, a new parity failure or a result missing in HEAD,
+2 bad usage, 3 inconclusive (more than a quarter of the ops too noisy to decide; pass
+`--allow-inconclusive` to accept it).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from lab.commands.common import UsageError, check_measure
+
+NAME = "ab"
+HELP = "gate HEAD against BASE, both measured side by side (builds BASE from a git ref)"
+DESCRIPTION = __doc__
+
+
+def _counter_threshold(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return name, float(value)
+    except ValueError:
+        raise UsageError(f"--counter-threshold: expected NAME=FACTOR (e.g. ll_misses=1.03), "
+                         f"got {text!r}") from None
+
+
+def setup(p) -> None:
+    from lab.ab import MODES
+    from lab.scenarios.profiles import PROFILES
+    p.add_argument("base", metavar="BASE",
+                   help="git ref (built in the cache), `current`, or a Python interpreter")
+    p.add_argument("head", metavar="HEAD", nargs="?", default="current",
+                   help="the same kinds (default: current, this environment)")
+    p.add_argument("--base-patch", action="append", default=[], metavar="FILE",
+                   help="a unified diff applied to BASE's export before it is built "
+                        "(repeatable; BASE must be a git ref)")
+    p.add_argument("--head-patch", action="append", default=[], metavar="FILE",
+                   help="the same for HEAD (e.g. one of scripts/regression_zoo/)")
+    p.add_argument("--mode", choices=MODES, default="interleaved",
+                   help="interleaved: one build after the other, in balanced random order "
+                        "(default); duet: both at the same time on separate cores")
+    p.add_argument("--measure", choices=("wall", "simulated"), default="wall",
+                   help="wall: paired wall-clock rounds (default); simulated: callgrind "
+                        "counts of each build, gated counter by counter")
+    p.add_argument("--rounds", type=int, metavar="N",
+                   help="paired rounds (default: the profile's, at least as many as a single "
+                        "op's regression needs to reach significance)")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="gate",
+                   help="scenarios to measure (default gate)")
+    p.add_argument("--engine", default="native-cpu", help="engine (default native-cpu)")
+    p.add_argument("--threshold", type=float,
+                   help="allowed growth of an op's time (default 1.10x paired; simulated: "
+                        "the cost's, 1.10x)")
+    p.add_argument("--counter-threshold", action="append", default=[], metavar="NAME=X",
+                   help="simulated: one counter's threshold (instructions, d1_misses, "
+                        "ll_misses, branch_misses, cost)")
+    p.add_argument("--alpha", type=float,
+                   help="significance level after Benjamini-Hochberg (default 0.01)")
+    p.add_argument("--allow-inconclusive", action="store_true",
+                   help="exit 0 instead of 3 when too many ops are too noisy to decide")
+    p.add_argument("--seed", type=int, default=0, help="seed of the round order")
+    p.add_argument("--out", default=os.path.join("reports", "ab"),
+                   help="folder for base.json, head.json and ab.json (default reports/ab)")
+    p.add_argument("--cache", help="build cache (default $HASHLAB_AB_CACHE or "
+                                   ".hashlab/ab-builds in the checkout)")
+    p.add_argument("--cuda", action="store_true",
+                   help="also build the CUDA module of git refs (off: only CPU engines)")
+    p.add_argument("--verbose", action="store_true", help="also print every op's comparison")
+
+
+def run(args) -> int:
+    from lab.ab import BuildError, BuildSpec, run_ab
+    from lab.gate import GateUsageError, render
+    if args.rounds is not None and args.rounds < 6:
+        raise UsageError(f"--rounds must be >= 6 (a paired test needs them), got {args.rounds}")
+    check_measure(args.measure)
+    limits = dict(_counter_threshold(t) for t in args.counter_threshold)
+    try:
+        outcome = run_ab(
+            BuildSpec(args.base, tuple(args.base_patch)),
+            BuildSpec(args.head, tuple(args.head_patch)), profile=args.profile,
+            engine=args.engine, mode=args.mode, rounds=args.rounds, measure=args.measure,
+            threshold=args.threshold, alpha=args.alpha, counter_thresholds=limits or None,
+            allow_inconclusive=args.allow_inconclusive, seed=args.seed, cache=args.cache,
+            cuda=args.cuda)
+    except (BuildError, GateUsageError, ValueError) as exc:
+        raise UsageError(f"ab: {exc}") from exc
+    os.makedirs(args.out, exist_ok=True)
+    for side, data in outcome.results.items():
+        path = os.path.join(args.out, f"{side}.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+    gate = outcome.gate
+    summary = {**outcome.meta, "builds": {s: b.as_dict() for s, b in outcome.builds.items()},
+               "exit_code": gate.exit_code, "verdicts": json.loads(
+                   gate.perf.to_json(orient="records")), "missing": gate.missing}
+    with open(os.path.join(args.out, "ab.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1)
+    print(render(gate, verbose=args.verbose))
+    for side, build in outcome.builds.items():
+        print(f"{side}: {build.description}")
+    print(f"{outcome.meta['mode']}, {outcome.meta['rounds']} round(s), "
+          f"{outcome.meta['seconds']:.0f} s; wrote {args.out}/base.json, head.json, ab.json")
+    return gate.exit_code
