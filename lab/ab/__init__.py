@@ -1,11 +1,13 @@
-"""A/B gating: two builds of the lab (base and head) measured side by side in one time window
-and compared pairwise (`hashlab ab`).
+"""A/B gating: builds of the lab measured side by side in one time window and compared
+pairwise (`hashlab ab`): a base and one or more heads.
 
-- `builds`: what a build spec names (`current`, an interpreter, a git ref built in a cache);
+- `builds`: what a build spec names (`current`, an interpreter, a git ref built in a cache,
+  optionally patched: `REF+FILE.patch`);
 - `worker`: the process that measures one build (started with that build's interpreter);
-- `session`: both workers driven round by round, interleaved or at the same time (duet);
-- this module: a whole A/B run: builds, parity, the paired comparison
-  (`lab.gate.paired`), the two builds' bench files, the verdict (a `lab.gate.GateResult`).
+- `session`: the workers driven round by round, interleaved step by step or at the same time
+  (duet);
+- this module: a whole A/B run: builds, parity, the paired comparison of every head with the
+  base (`lab.gate.paired`), the builds' bench files, the verdicts (`lab.gate.GateResult`).
 
 In simulated mode (`measure="simulated"`) each build's profile is counted under callgrind
 (deterministic, so no interleaving is needed) and the gate compares counter by counter.
@@ -15,22 +17,35 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
+import tempfile
+import time
 
 import pandas as pd
 
 from lab.ab.builds import Build, BuildError, BuildSpec, ensure
-from lab.ab.session import DUET, INTERLEAVED, MODES, SIDES, run_session
+from lab.ab.session import BASE, DUET, INTERLEAVED, MODES, run_session
 
-__all__ = ["AbOutcome", "Build", "BuildError", "BuildSpec", "DUET", "INTERLEAVED", "MODES",
-           "run_ab"]
+__all__ = ["AbOutcome", "BASE", "Build", "BuildError", "BuildSpec", "DUET", "INTERLEAVED",
+           "MODES", "head_labels", "run_ab"]
 
 
 @dataclasses.dataclass
 class AbOutcome:
-    gate: object                 # lab.gate.GateResult
-    results: dict                # side -> bench JSON (what `hashlab bench --save` writes)
-    builds: dict                 # side -> Build
+    gates: dict                  # head label -> lab.gate.GateResult (head against base)
+    results: dict                # arm -> bench JSON (what `hashlab bench --save` writes)
+    builds: dict                 # arm -> Build
     meta: dict                   # mode, rounds, seconds, schedule, load
+
+    @property
+    def exit_code(self) -> int:
+        """The most severe head's: a failure (1) before an inconclusive run (3)."""
+        codes = [g.exit_code for g in self.gates.values()]
+        return 1 if 1 in codes else max(codes)
+
+
+def head_labels(n: int) -> list[str]:
+    return ["head"] if n == 1 else [f"head{i + 1}" for i in range(n)]
 
 
 def _engine_spec(label: str, imports) -> dict:
@@ -40,59 +55,61 @@ def _engine_spec(label: str, imports) -> dict:
             "imports": list(imports)}
 
 
-def run_ab(base: BuildSpec, head: BuildSpec, *, profile: str = "gate",
+def run_ab(base: BuildSpec, heads: list[BuildSpec], *, profile: str = "gate",
            engine: str = "native-cpu", mode: str = INTERLEAVED, rounds: int | None = None,
            measure: str = "wall", threshold: float | None = None, alpha: float | None = None,
            counter_thresholds: dict | None = None, allow_inconclusive: bool = False,
            seed: int = 0, imports=(), cache: str | None = None, cuda: bool = False,
-           log=print) -> AbOutcome:
-    """Build (or find) both builds, measure the profile's scenarios on `engine` in both, and
-    gate head against base."""
+           restart_every: int = 1, log=print) -> AbOutcome:
+    """Build (or find) every build, measure the profile's scenarios on `engine` in all of
+    them, and gate each head against the base."""
     from lab.gate import paired
     from lab.scenarios.profiles import profile_scenarios, rules
     from lab.suite import sampling_for
-    builds = {side: ensure(spec, cache, log, cuda) for side, spec in (("base", base),
-                                                                      ("head", head))}
-    for side in SIDES:
-        log(f"ab: {side}: {builds[side].description}")
+    if not heads:
+        raise ValueError("heads: at least one")
+    specs = {BASE: base, **dict(zip(head_labels(len(heads)), heads))}
+    builds = {arm: ensure(spec, cache, log, cuda) for arm, spec in specs.items()}
+    for arm, build in builds.items():
+        log(f"ab: {arm}: {build.description}")
     scenarios = profile_scenarios(profile)
-    r = rules(profile)
-    alpha = r.get("ab", {}).get("alpha", paired.DEFAULT_ALPHA) if alpha is None else alpha
+    ab_rules = rules(profile).get("ab") or {}
+    alpha = ab_rules.get("alpha", paired.DEFAULT_ALPHA) if alpha is None else alpha
     if measure == "simulated":
-        return _simulated(builds, scenarios, engine, imports, threshold, counter_thresholds,
+        return _simulated(builds, engine, imports, threshold, counter_thresholds,
                           allow_inconclusive, profile, log)
-    sampling = sampling_for(profile)
+    sampling = dataclasses.replace(sampling_for(profile), **ab_rules.get("sampling", {}))
     n_ops = sum(1 for s in scenarios for op in s.ops if op.op != "size")
-    rounds = rounds or max(r.get("ab", {}).get("rounds", 0), paired.min_rounds_for(n_ops,
-                                                                                   alpha))
+    rounds = rounds or max(ab_rules.get("rounds", 0), paired.min_rounds_for(n_ops, alpha))
     session = run_session(builds, scenarios, _engine_spec(engine, imports), sampling, rounds,
-                          mode, seed, log=log)
-    results = {side: _bench_json(side, session, scenarios, engine, builds[side], sampling,
-                                 profile, mode) for side in SIDES}
-    gate = paired.gate(session, scenarios, engine, threshold, alpha, allow_inconclusive)
+                          mode, seed, log=log, restart_every=restart_every)
+    results = {arm: _bench_json(arm, session, scenarios, engine, builds[arm], sampling,
+                                profile, mode) for arm in builds}
+    gates = {arm: paired.gate(session, scenarios, engine, threshold, alpha,
+                              allow_inconclusive, head=arm) for arm in builds if arm != BASE}
     meta = {"mode": mode, "rounds": rounds, "seconds": round(session.seconds, 1),
             "schedule": session.schedule, "load_avg": session.load, "alpha": alpha,
-            "seed": seed, "profile": profile, "engine": engine}
-    return AbOutcome(gate, results, builds, meta)
+            "seed": seed, "profile": profile, "engine": engine,
+            "restart_every": restart_every}
+    return AbOutcome(gates, results, builds, meta)
 
 
-def _bench_json(side, session, scenarios, engine, build, sampling, profile, mode) -> dict:
+def _bench_json(arm, session, scenarios, engine, build, sampling, profile, mode) -> dict:
     """One build's measurements as a bench file (`hashlab bench --save`'s format)."""
     from lab.suite import SuiteResult
     from lab.timing.rows import COLUMNS, WALL, perf_row
     rows = []
     for scenario in scenarios:
-        ops = sorted((i, rec) for (name, i), rec in session.samples[side].items()
+        ops = sorted((i, rec) for (name, i), rec in session.samples[arm].items()
                      if name == scenario.name)
-        for _, rec in ops:
-            rows.append(perf_row(scenario, engine, rec, session.peaks[side].get(scenario.name,
-                                                                                 0),
-                                 WALL, sampling.target))
+        peak = session.peaks[arm].get(scenario.name, 0)
+        rows += [perf_row(scenario, engine, rec, peak, WALL, sampling.target)
+                 for _, rec in ops]
     perf = pd.DataFrame(rows, columns=COLUMNS)
-    parity_rows = pd.DataFrame(session.parity[side])
-    status = {(p["engine"], p["scenario"]): p["status"] for p in session.parity[side]}
+    parity_rows = pd.DataFrame(session.parity[arm])
+    status = {(p["engine"], p["scenario"]): p["status"] for p in session.parity[arm]}
     perf["parity"] = [status.get((e, s), "not_run") for e, s in zip(perf.engine, perf.scenario)]
-    hello = session.workers[side]
+    hello = session.workers[arm]
     meta = {"created": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
             "quick": False, "machine": hello.get("machine"),
             "git": {"commit": build.commit, "dirty": build.dirty},
@@ -101,40 +118,39 @@ def _bench_json(side, session, scenarios, engine, build, sampling, profile, mode
                                                                rounds=len(session.load))),
             "load_avg": {"start": session.load[:1], "end": session.load[-1:]},
             "wall_seconds": round(session.seconds, 1),
-            "ab": {"side": side, "mode": mode, "build": build.as_dict(),
+            "ab": {"arm": arm, "mode": mode, "build": build.as_dict(),
                    "engines_file": hello.get("engines_file")}}
     engines_info = [{"label": engine, "name": engine.split(":")[0], "options": {},
                      "available": True, "reason": "", "threads": True}]
     return SuiteResult(parity_rows, parity_rows, perf, engines_info, meta).to_json()
 
 
-def _simulated(builds, scenarios, engine, imports, threshold, counter_thresholds,
-               allow_inconclusive, profile, log) -> AbOutcome:
-    """Each build's profile counted under callgrind, then compared counter by counter."""
-    import time
+def _simulated(builds, engine, imports, threshold, counter_thresholds, allow_inconclusive,
+               profile, log) -> AbOutcome:
+    """Each build's profile counted under callgrind, then each head compared with the base
+    counter by counter."""
     from lab.gate import compare
     if imports:
         raise ValueError("imports: the simulated A/B runs each build's own `hashlab bench`, "
                          "which imports no extra modules")
-    results, seconds = {}, {}
-    for side in SIDES:
+    results, seconds = {}, 0.0
+    for arm, build in builds.items():
         started = time.perf_counter()
-        log(f"ab: {side}: counting the profile under callgrind")
-        results[side] = _simulated_json(builds[side], engine, profile)
-        seconds[side] = round(time.perf_counter() - started, 1)
-    gate = compare(results["head"], results["base"], threshold, names=("head", "base"),
-                   counter_thresholds=counter_thresholds,
-                   allow_inconclusive=allow_inconclusive)
-    meta = {"mode": "simulated", "rounds": 1, "seconds": round(sum(seconds.values()), 1),
+        log(f"ab: {arm}: counting the profile under callgrind")
+        results[arm] = _simulated_json(build, engine, profile)
+        seconds += time.perf_counter() - started
+    gates = {arm: compare(results[arm], results[BASE], threshold, names=(arm, BASE),
+                          counter_thresholds=counter_thresholds,
+                          allow_inconclusive=allow_inconclusive)
+             for arm in builds if arm != BASE}
+    meta = {"mode": "simulated", "rounds": 1, "seconds": round(seconds, 1),
             "profile": profile, "engine": engine}
-    return AbOutcome(gate, results, builds, meta)
+    return AbOutcome(gates, results, builds, meta)
 
 
 def _simulated_json(build, engine, profile) -> dict:
     """The build's own `hashlab bench --profile P --measure simulated`, run with its
     interpreter (so its own lab and engine are counted), as a bench file."""
-    import subprocess
-    import tempfile
     with tempfile.TemporaryDirectory(prefix="hashlab-ab-sim-") as tmp:
         out = os.path.join(tmp, "bench.json")
         cmd = [build.python, "-P", "-m", "lab.cli", "bench", "--profile", profile,

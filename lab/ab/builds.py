@@ -5,9 +5,9 @@ A build spec is one of:
 - `current`: this environment (the interpreter running `hashlab`, with the package it has
   installed, e.g. the checkout's editable install);
 - the path of a Python interpreter (another venv with hashtable-lab installed);
-- a git ref of the checkout (`main`, `HEAD~1`, a sha): exported with `git archive`, optionally
-  patched (`git apply`), and installed into a venv of its own under the cache folder, keyed by
-  commit and patches. The venv holds only hashtable-lab itself; every dependency comes from
+- a git ref of the checkout (`main`, `HEAD~1`, a sha), optionally followed by patches,
+  `REF+FILE.patch[+FILE2.patch...]`: exported with `git archive`, patched (`git apply`), and
+  installed into a venv of its own under the cache folder, keyed by commit and patches. The venv holds only hashtable-lab itself; every dependency comes from
   this environment (a `.pth` line naming its site-packages), so both builds run on the same
   numpy, scipy and TensorFlow and a build costs one compile of the native engine.
 
@@ -41,8 +41,20 @@ class BuildError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class BuildSpec:
-    text: str                             # as the user gave it
+    text: str                             # the build, without its patches
     patches: tuple[str, ...] = ()         # unified diffs applied to a ref's export
+
+    @classmethod
+    def parse(cls, text: str) -> "BuildSpec":
+        """`REF`, `REF+a.patch+b.patch`, `current` or an interpreter's path."""
+        spec, *patches = text.split("+")
+        if not spec or any(not p for p in patches):
+            raise BuildError(f"{text!r}: expected REF, REF+FILE.patch, `current` or the path "
+                             f"of a Python interpreter")
+        return cls(spec, tuple(patches))
+
+    def __str__(self) -> str:
+        return "+".join((self.text, *self.patches))
 
     @property
     def kind(self) -> str:
@@ -84,7 +96,7 @@ def ensure(spec: BuildSpec, cache: str | None = None, log=print, cuda: bool = Fa
     """The build `spec` names, building it first when it is a ref not yet in the cache."""
     for patch in spec.patches:
         if not os.path.isfile(patch):
-            raise BuildError(f"--patch: {patch}: no such file")
+            raise BuildError(f"{spec}: patch {patch}: no such file")
     if spec.kind == "current":
         if spec.patches:
             raise BuildError("a patch applies to a git ref, not to `current` (name the ref: "

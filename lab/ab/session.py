@@ -1,24 +1,30 @@
-"""An A/B session: two builds measured side by side in one time window, round by round.
+"""An A/B session: builds measured side by side in one time window, round by round.
 
-One long-lived worker process per build (`lab.ab.worker`, started with that build's
-interpreter). For every round r and scenario s, both workers measure one round of s (a
-fresh engine and tables, prefilled, warmed up, sampled as `hashlab bench` does): both
-prepare their tables (base first in half of the rounds, head first in the other half: a
-balanced random order per scenario, seeded), then take their measured steps
+One worker process per build (`lab.ab.worker`, started with that build's interpreter): the
+base, and one or more heads (several candidates can share one base and one session). For
+every round r and scenario s, every worker measures one round of s (a fresh engine and
+tables, prefilled, warmed up, sampled as `hashlab bench` does): all prepare their tables (in
+a balanced random order, seeded), then take their measured steps
 
-- `interleaved` (default): alternately, one step (every op and its baseline once, a
-  millisecond to a few tens) of one build, then one of the other, the build going first
-  switching every step (A B B A ...). Both builds' samples of a round thus come from the same
+- `interleaved` (default): one step (every op and its baseline once, a millisecond to a few
+  tens) of one build, then one of the next, the order reversing every step (A B B A A B ...,
+  or A B C C B A ... with more heads). All builds' samples of a round thus come from the same
   seconds of the machine's life: whatever the machine did then (another job, a slower clock,
-  a neighbour evicting the cache) lands on both (randomized multiple interleaved trials, at
-  the finest grain the ops allow);
-- `duet`: in lockstep, both builds' steps at the same moment on the machine's cores (duet
-  benchmarking), so both see the same interference.
+  a neighbour evicting the cache) lands on all of them (randomized multiple interleaved
+  trials, at the finest grain the ops allow);
+- `duet` (one head only): in lockstep, both builds' steps at the same moment on the machine's
+  cores (duet benchmarking), so both see the same interference.
 
-Every op then has one paired replicate per round: base's and head's median times of that
-round (`lab.gate.paired`). The session also runs parity on both builds (in parallel), and
-returns both builds' results as ordinary bench results (what `hashlab bench --save` writes,
-`sample_rounds` included), so `hashlab gate` and the report read them too.
+Every worker is a fresh process each round (`restart_every`): a process keeps its memory
+layout for life, and measured side by side, two processes of the same build differed by up
+to 1.13x on a small op in every one of eight rounds (docs/measurement.md). A fresh pair per
+round makes that a round-to-round effect, which the paired test then sees as noise instead
+of a change.
+
+Every op then has one paired replicate per round and head: base's and the head's median
+times of that round (`lab.gate.paired`). The session also runs parity on every build (in
+parallel), and keeps every build's samples with their rounds, so that each can be written as
+an ordinary bench file (`hashlab gate` and the report read it).
 """
 from __future__ import annotations
 
@@ -37,7 +43,7 @@ from lab.timing.sampling import OpSamples, Sampling
 
 INTERLEAVED, DUET = "interleaved", "duet"
 MODES = (INTERLEAVED, DUET)
-SIDES = ("base", "head")
+BASE = "base"
 REPLY_TIMEOUT_S = 1800.0            # one request (a round, a parity run) at most
 
 
@@ -48,8 +54,8 @@ class WorkerError(RuntimeError):
 class WorkerProcess:
     """A build's worker: one JSON request per line in, one JSON reply per line out."""
 
-    def __init__(self, side: str, build: Build, stderr_path: str):
-        self.side, self.build = side, build
+    def __init__(self, arm: str, build: Build, stderr_path: str):
+        self.arm, self.build = arm, build
         self.stderr_path = stderr_path
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         if build.commit:
@@ -83,7 +89,7 @@ class WorkerProcess:
         line, self._buffer = self._buffer.split(b"\n", 1)
         reply = json.loads(line)
         if not reply.get("ok"):
-            raise WorkerError(f"{self.side} worker ({self.build.description}): {what}: "
+            raise WorkerError(f"{self.arm} worker ({self.build.description}): {what}: "
                               f"{reply.get('error')}\n{reply.get('traceback', '')}")
         return reply
 
@@ -98,7 +104,7 @@ class WorkerProcess:
                 tail = f.read()[-3000:].decode("utf-8", "replace")
         except OSError:
             tail = ""
-        return (f"{self.side} worker ({self.build.description}) {what}"
+        return (f"{self.arm} worker ({self.build.description}) {what}"
                 f"{'' if code is None else f' (exit status {code})'}; its stderr ends:\n"
                 f"{tail}")
 
@@ -115,24 +121,26 @@ class WorkerProcess:
 
 @dataclasses.dataclass
 class SessionResult:
-    """What an A/B session measured: per side, its per-op samples gathered over the rounds
-    (OpSamples with their rounds), peak RSS, parity rows and worker facts; and the
-    schedule."""
-    samples: dict              # side -> {(scenario name, op index): OpSamples}
-    peaks: dict                # side -> {scenario name: peak RSS bytes}
-    parity: dict               # side -> [summary rows]
-    workers: dict              # side -> hello reply
-    schedule: list             # [(round, scenario, order or "duet")]
+    """What an A/B session measured, per arm ("base" and each head's label): its per-op
+    samples gathered over the rounds ({(scenario name, op index): OpSamples}, with their
+    rounds), peak RSS per scenario, parity rows and worker facts; and the schedule."""
+    samples: dict
+    peaks: dict
+    parity: dict
+    workers: dict
+    schedule: list             # [(round, scenario, order of the arms or "duet")]
     seconds: float
     load: list                 # 1-minute load average at the start of every round
 
 
-def _orders(n_rounds: int, rng: random.Random) -> list[tuple[str, str]]:
-    """Which build goes first in each round: half base-first, half head-first, shuffled
-    (ABBA, randomised); with an odd count the extra round's order is drawn too."""
-    orders = [SIDES, SIDES[::-1]] * (n_rounds // 2)
-    if n_rounds % 2:
-        orders.append(rng.choice([SIDES, SIDES[::-1]]))
+def _orders(arms: list, n_rounds: int, rng: random.Random) -> list[tuple]:
+    """The arms' order for each round: every arm first equally often (a rotation of a random
+    order, then each rotation reversed: balanced; shuffled over the rounds)."""
+    base = list(arms)
+    rng.shuffle(base)
+    cycle = [tuple(base[i:] + base[:i]) for i in range(len(base))]
+    cycle += [order[::-1] for order in cycle]
+    orders = [cycle[r % len(cycle)] for r in range(n_rounds)]
     rng.shuffle(orders)
     return orders
 
@@ -140,13 +148,18 @@ def _orders(n_rounds: int, rng: random.Random) -> list[tuple[str, str]]:
 def run_session(builds: dict, scenarios, engine: dict, sampling: Sampling, rounds: int,
                 mode: str = INTERLEAVED, seed: int = 0, parity: bool = True, log=print,
                 workdir: str | None = None, restart_every: int = 1) -> SessionResult:
-    """Measure `scenarios` on `engine` (`{"label", "name", "options", "imports"}`) in both
-    `builds` ({"base": Build, "head": Build}), `rounds` rounds each, side by side.
-    `restart_every`: fresh worker processes every that many rounds (see the module doc)."""
+    """Measure `scenarios` on `engine` (`{"label", "name", "options", "imports"}`) in every
+    build of `builds` ({"base": Build, head label: Build, ...}), `rounds` rounds each, side
+    by side. `restart_every`: fresh worker processes every that many rounds (0: never)."""
     if mode not in MODES:
         raise ValueError(f"mode: must be one of {MODES}, got {mode!r}")
     if rounds < 1:
         raise ValueError(f"rounds: must be >= 1, got {rounds}")
+    arms = list(builds)
+    if BASE not in builds or len(arms) < 2:
+        raise ValueError("builds: a 'base' and at least one head are needed")
+    if mode == DUET and len(arms) != 2:
+        raise ValueError("duet: exactly one head (both builds run at the same time)")
     one_round = dataclasses.replace(sampling, rounds=1)
     rng = random.Random(seed)
     logs = tempfile.mkdtemp(prefix="hashlab-ab-", dir=workdir)
@@ -156,26 +169,26 @@ def run_session(builds: dict, scenarios, engine: dict, sampling: Sampling, round
     def start() -> dict:
         for w in workers.values():
             w.close()
-        workers.update({side: WorkerProcess(side, builds[side],
-                                            os.path.join(logs, f"{side}.stderr"))
-                        for side in SIDES})
-        hello = {side: w.call("hello") for side, w in workers.items()}
-        for side, reply in hello.items():
+        workers.update({arm: WorkerProcess(arm, builds[arm],
+                                           os.path.join(logs, f"{arm}.stderr"))
+                        for arm in arms})
+        hello = {arm: w.call("hello") for arm, w in workers.items()}
+        for arm, reply in hello.items():
             if reply.get("protocol") != 1:
-                raise WorkerError(f"{side}: worker protocol {reply.get('protocol')} is not 1")
+                raise WorkerError(f"{arm}: worker protocol {reply.get('protocol')} is not 1")
         return hello
 
     try:
         hello = start()
-        parity_rows = {side: [] for side in SIDES}
+        parity_rows = {arm: [] for arm in arms}
         if parity:
-            log("ab: parity of both builds (in parallel)")
-            for side, w in workers.items():
+            log(f"ab: parity of {len(arms)} builds (in parallel)")
+            for w in workers.values():
                 w.send("parity", engine=engine, scenarios=[s.to_dict() for s in scenarios])
-            parity_rows = {side: w.receive("parity")["parity"] for side, w in workers.items()}
-        samples = {side: {} for side in SIDES}
-        peaks = {side: {} for side in SIDES}
-        orders = {s.name: _orders(rounds, rng) for s in scenarios}
+            parity_rows = {arm: w.receive("parity")["parity"] for arm, w in workers.items()}
+        samples = {arm: {} for arm in arms}
+        peaks = {arm: {} for arm in arms}
+        orders = {s.name: _orders(arms, rounds, rng) for s in scenarios}
         schedule, load = [], []
         for r in range(rounds):
             if r and restart_every and r % restart_every == 0:
@@ -188,8 +201,8 @@ def run_session(builds: dict, scenarios, engine: dict, sampling: Sampling, round
                 order = orders[scenario.name][r]
                 replies = _round(workers, order, request, mode)
                 schedule.append((r, scenario.name, "duet" if mode == DUET else "-".join(order)))
-                for side, reply in replies.items():
-                    _gather(samples[side], peaks[side], scenario.name, reply, r)
+                for arm, reply in replies.items():
+                    _gather(samples[arm], peaks[arm], scenario.name, reply, r)
         return SessionResult(samples, peaks, parity_rows, hello, schedule,
                              time.perf_counter() - started, load)
     finally:
@@ -199,26 +212,25 @@ def run_session(builds: dict, scenarios, engine: dict, sampling: Sampling, round
 
 
 def _round(workers: dict, order: tuple, request: dict, mode: str) -> dict:
-    """One round of one scenario in both builds: both prepare (fresh tables, warm-up; in
-    `order`), then take their measured steps alternately (interleaved: one step of one build,
-    then one of the other, the first build switching every step) or in lockstep (duet: both
-    at once), until both builds' sampling rules are met; both take the same number of
-    steps."""
-    for side in order:
-        workers[side].call("prepare", **request)
-    done = {side: False for side in order}
+    """One round of one scenario in every build: all prepare (fresh tables, warm-up; in
+    `order`), then take their measured steps in turn (interleaved: one step each, the order
+    reversing every step) or in lockstep (duet: all at once), until every build's sampling
+    rules are met; all take the same number of steps."""
+    for arm in order:
+        workers[arm].call("prepare", **request)
+    done = {arm: False for arm in order}
     turn = list(order)
     while not all(done.values()):
         if mode == DUET:
-            for side in turn:
-                workers[side].send("step")
-            for side in turn:
-                done[side] = workers[side].receive("step")["done"]
+            for arm in turn:
+                workers[arm].send("step")
+            for arm in turn:
+                done[arm] = workers[arm].receive("step")["done"]
         else:
-            for side in turn:
-                done[side] = workers[side].call("step")["done"]
+            for arm in turn:
+                done[arm] = workers[arm].call("step")["done"]
             turn.reverse()                         # A B B A A B ...: drift cancels
-    return {side: workers[side].call("result") for side in order}
+    return {arm: workers[arm].call("result") for arm in order}
 
 
 def _gather(samples: dict, peaks: dict, scenario: str, reply: dict, round_index: int) -> None:
@@ -228,4 +240,3 @@ def _gather(samples: dict, peaks: dict, scenario: str, reply: dict, round_index:
         mine = samples.setdefault(key, OpSamples(rec.index, rec.op, rec.kind, rec.row_width))
         mine.absorb(rec, round_index)
     peaks[scenario] = max(peaks.get(scenario, 0), int(reply.get("peak") or 0))
-

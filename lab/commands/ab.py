@@ -1,18 +1,20 @@
-"""`hashlab ab BASE [HEAD]`: the CI gate on two builds measured side by side.
+"""`hashlab ab BASE [HEAD ...]`: the CI gate on builds measured side by side.
 
-BASE and HEAD are each a git ref of this checkout (built once into a cached venv keyed by
-commit and patches, as asv does), `current` (this environment; HEAD's default) or the path of
-a Python interpreter. Both builds run the gate profile in one time window, round by round
-(interleaved, or both at once with `--mode duet`), and each op is gated on its paired
-rounds (Wilcoxon signed-rank, Benjamini-Hochberg) beside the change threshold; or, with
+BASE and each HEAD are a git ref of this checkout (built once into a cached venv keyed by
+commit and patches, as asv does), optionally patched (`REF+FILE.patch`), `current` (this
+environment; the default HEAD) or the path of a Python interpreter. All builds run the gate
+profile in one time window, round by round (interleaved step by step, or both at once with
+`--mode duet`), and each head's ops are gated against the base on their paired rounds
+(Wilcoxon signed-rank, Benjamini-Hochberg) beside the change threshold; or, with
 `--measure simulated`, counted under callgrind and gated counter by counter.
 
-Exit status: 0 pass, 1 a regression, a new parity failure or a result missing in HEAD,
+Exit status: 0 pass, 1 a regression, a new parity failure or a result missing in a head,
 2 bad usage, 3 inconclusive (more than a quarter of the ops too noisy to decide; pass
-`--allow-inconclusive` to accept it).
+`--allow-inconclusive` to accept it). With several heads, the most severe head's.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 
@@ -37,18 +39,16 @@ def _counter_threshold(text: str) -> tuple[str, float]:
 def setup(p) -> None:
     from lab.ab import MODES
     from lab.scenarios.profiles import PROFILES
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("base", metavar="BASE",
-                   help="git ref (built in the cache), `current`, or a Python interpreter")
-    p.add_argument("head", metavar="HEAD", nargs="?", default="current",
-                   help="the same kinds (default: current, this environment)")
-    p.add_argument("--base-patch", action="append", default=[], metavar="FILE",
-                   help="a unified diff applied to BASE's export before it is built "
-                        "(repeatable; BASE must be a git ref)")
-    p.add_argument("--head-patch", action="append", default=[], metavar="FILE",
-                   help="the same for HEAD (e.g. one of scripts/regression_zoo/)")
+                   help="git ref (built in the cache; REF+FILE.patch applies a patch first), "
+                        "`current`, or a Python interpreter")
+    p.add_argument("heads", metavar="HEAD", nargs="*", default=["current"],
+                   help="the same kinds, one or more (default: current, this environment)")
     p.add_argument("--mode", choices=MODES, default="interleaved",
-                   help="interleaved: one build after the other, in balanced random order "
-                        "(default); duet: both at the same time on separate cores")
+                   help="interleaved: the builds' steps in turn, in balanced random order "
+                        "(default); duet: both at the same time on separate cores (one "
+                        "HEAD)")
     p.add_argument("--measure", choices=("wall", "simulated"), default="wall",
                    help="wall: paired wall-clock rounds (default); simulated: callgrind "
                         "counts of each build, gated counter by counter")
@@ -79,7 +79,7 @@ def setup(p) -> None:
 
 
 def run(args) -> int:
-    from lab.ab import BuildError, BuildSpec, run_ab
+    from lab.ab import BuildError, BuildSpec, head_labels, run_ab
     from lab.gate import GateUsageError, render
     if args.rounds is not None and args.rounds < 6:
         raise UsageError(f"--rounds must be >= 6 (a paired test needs them), got {args.rounds}")
@@ -87,28 +87,33 @@ def run(args) -> int:
     limits = dict(_counter_threshold(t) for t in args.counter_threshold)
     try:
         outcome = run_ab(
-            BuildSpec(args.base, tuple(args.base_patch)),
-            BuildSpec(args.head, tuple(args.head_patch)), profile=args.profile,
-            engine=args.engine, mode=args.mode, rounds=args.rounds, measure=args.measure,
-            threshold=args.threshold, alpha=args.alpha, counter_thresholds=limits or None,
-            allow_inconclusive=args.allow_inconclusive, seed=args.seed, cache=args.cache,
-            cuda=args.cuda)
+            BuildSpec.parse(args.base), [BuildSpec.parse(h) for h in args.heads],
+            profile=args.profile, engine=args.engine, mode=args.mode, rounds=args.rounds,
+            measure=args.measure, threshold=args.threshold, alpha=args.alpha,
+            counter_thresholds=limits or None, allow_inconclusive=args.allow_inconclusive,
+            seed=args.seed, cache=args.cache, cuda=args.cuda)
     except (BuildError, GateUsageError, ValueError) as exc:
         raise UsageError(f"ab: {exc}") from exc
     os.makedirs(args.out, exist_ok=True)
-    for side, data in outcome.results.items():
-        path = os.path.join(args.out, f"{side}.json")
-        with open(path, "w", encoding="utf-8") as f:
+    for arm, data in outcome.results.items():
+        with open(os.path.join(args.out, f"{arm}.json"), "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1)
-    gate = outcome.gate
-    summary = {**outcome.meta, "builds": {s: b.as_dict() for s, b in outcome.builds.items()},
-               "exit_code": gate.exit_code, "verdicts": json.loads(
-                   gate.perf.to_json(orient="records")), "missing": gate.missing}
+    summary = {**outcome.meta, "exit_code": outcome.exit_code,
+               "builds": {a: b.as_dict() for a, b in outcome.builds.items()},
+               "heads": {label: {"spec": text, "exit_code": gate.exit_code,
+                                 "missing": gate.missing,
+                                 "verdicts": json.loads(gate.perf.to_json(orient="records"))}
+                         for (label, gate), text in zip(outcome.gates.items(), args.heads)}}
     with open(os.path.join(args.out, "ab.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1)
-    print(render(gate, verbose=args.verbose))
-    for side, build in outcome.builds.items():
-        print(f"{side}: {build.description}")
+    labels = head_labels(len(args.heads))
+    for label, text in zip(labels, args.heads):
+        if len(labels) > 1:
+            print(f"\n== {label}: {text} against {args.base} ==")
+        print(render(outcome.gates[label], verbose=args.verbose))
+    for arm, build in outcome.builds.items():
+        print(f"{arm}: {build.description}")
     print(f"{outcome.meta['mode']}, {outcome.meta['rounds']} round(s), "
-          f"{outcome.meta['seconds']:.0f} s; wrote {args.out}/base.json, head.json, ab.json")
-    return gate.exit_code
+          f"{outcome.meta['seconds']:.0f} s; wrote {', '.join(f'{a}.json' for a in outcome.results)}"
+          f" and ab.json to {args.out}")
+    return outcome.exit_code

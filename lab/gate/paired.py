@@ -89,19 +89,20 @@ def _round_medians(rec) -> dict[int, float]:
 
 
 def gate(session, scenarios, engine: str, threshold: float | None = None,
-         alpha: float = DEFAULT_ALPHA, allow_inconclusive: bool = False):
-    """The gate's verdicts (a `lab.gate.GateResult`) of an A/B session
-    (`lab.ab.session.SessionResult`): each op with a baseline (size has none and is not
-    gated, as in `hashlab gate`) compared on its paired round medians."""
+         alpha: float = DEFAULT_ALPHA, allow_inconclusive: bool = False, head: str = "head",
+         base: str = "base"):
+    """The gate's verdicts (a `lab.gate.GateResult`) of one head of an A/B session
+    (`lab.ab.session.SessionResult`) against its base: each op with a baseline (size has
+    none and is not gated, as in `hashlab gate`) compared on its paired round medians."""
     import pandas as pd
     from lab.gate.compare import (PAIRED, PERF_COLUMNS, GateResult, decide, missing_results,
                                   parity_table)
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     threads = {s.name: s.threads for s in scenarios}
-    base, head = session.samples["base"], session.samples["head"]
+    base_samples, head_samples = session.samples[base], session.samples[head]
     rows, not_gated = [], 0
-    for key in sorted(set(base) & set(head)):
-        b, h = base[key], head[key]
+    for key in sorted(set(base_samples) & set(head_samples)):
+        b, h = base_samples[key], head_samples[key]
         if b.kind is None:
             not_gated += 1
             continue
@@ -124,8 +125,8 @@ def gate(session, scenarios, engine: str, threshold: float | None = None,
 
     def statuses(side):
         return {(p["engine"], p["scenario"]): p["status"] for p in session.parity[side]}
-    cur_par, base_par = statuses("head"), statuses("base")
-    missing = missing_results(keyed("base"), keyed("head"), base_par, cur_par)
+    cur_par, base_par = statuses(head), statuses(base)
+    missing = missing_results(keyed(base), keyed(head), base_par, cur_par)
     return GateResult(perf, parity_table(cur_par, base_par), threshold, alpha, not_gated,
                       PAIRED, "base and head measured side by side in one session",
                       missing, allow_inconclusive)

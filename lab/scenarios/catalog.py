@@ -67,7 +67,7 @@ CATALOG = (
         tables=(_table(dim=32, optimizer="adagrad", lrs=(0.05,)),),
         ops=(_op("lookup"), _op("assign"), _op("apply_gradients")),
         prefill=4_000_000, batch_size=100_000, ids=IdSpec(kind="uniform", vocab=4_000_000),
-        steps=3, quick={"prefill": 100_000, "batch_size": 10_000, "ids": {"vocab": 100_000},
+        steps=3, quick={"prefill": 20_000, "batch_size": 5_000, "ids": {"vocab": 20_000},
                         "steps": 2},
         tags=("memory",)),
     Scenario(

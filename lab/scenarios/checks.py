@@ -43,17 +43,25 @@ def integer(value, where: str, low: int | None = None, high: int | None = None) 
     if isinstance(value, bool) or not isinstance(value, int):
         raise ScenarioError(f"{where} must be an integer, got {_show(value)}")
     if low is not None and value < low:
-        raise ScenarioError(f"{where} must be >= {low}, got {value}")
+        raise ScenarioError(f"{where} must be >= {low}, got {_show(value, typed=False)}")
     if high is not None and value > high:
-        raise ScenarioError(f"{where} must be <= {high} (limit), got {value}")
+        raise ScenarioError(f"{where} must be <= {high} (limit), got "
+                            f"{_show(value, typed=False)}")
     return value
 
 
 def number(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-            value):
+    """A finite float; an integer too large for one (TOML and JSON allow 400 digits) is
+    refused like any other bad number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ScenarioError(f"{where} must be a finite number, got {_show(value)}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ScenarioError(f"{where} must be a finite number, got {_show(value)}")
+    return number
 
 
 def boolean(value, where: str) -> bool:
@@ -110,8 +118,11 @@ def check_keys(d: Mapping, allowed, where: str) -> None:
         raise ScenarioError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(allowed)}")
 
 
-def _show(value) -> str:
-    shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return f"{shown} ({type(value).__name__})"
+def _show(value, typed: bool = True) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 30:
+        shown = f"an integer of {len(str(abs(value)))} digits"
+    else:
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+    return f"{shown} ({type(value).__name__})" if typed else shown

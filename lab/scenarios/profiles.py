@@ -74,8 +74,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         "quick": False,
         "scenarios": ("storage_ops", "monolith_optimize[threads=1,dedup=True]",
                       "lookup_sweep[batch_size=10000,dim=32]", "optimizer_sweep[optimizer=adam]",
-                      "checkpoint_1m", "hash_filter_admission", "fused_multi_table"),
+                      "checkpoint_1m", "hash_filter_admission", "fused_multi_table",
+                      "large_table"),
         "resize": {"storage_ops": {"steps": 3},
+                   # 1 M rows with Adagrad state: 270 MB, 8x the last-level cache of our
+                   # 2-core machine (and 30x callgrind's 8 MiB model), so a memory-pattern
+                   # regression shows at its real size on a quiet runner too.
+                   "large_table": {"prefill": 1_000_000, "ids": {"vocab": 1_000_000},
+                                   "batch_size": 20_000, "steps": 2},
                    "monolith_optimize": {"batch_size": 100_000, "steps": 2},
                    "lookup_sweep": {"steps": 3},
                    "optimizer_sweep": {"steps": 2},

@@ -150,9 +150,20 @@ def test_duet_steps_run_in_lockstep():
 
 def test_round_orders_are_balanced():
     import random
-    orders = session._orders(16, random.Random(3))
+    orders = session._orders(["base", "head"], 16, random.Random(3))
     assert orders.count(("base", "head")) == orders.count(("head", "base")) == 8
-    assert orders != session._orders(16, random.Random(4))
+    assert orders != session._orders(["base", "head"], 16, random.Random(4))
+    three = session._orders(["base", "head1", "head2"], 12, random.Random(5))
+    for arm in ("base", "head1", "head2"):           # each arm first and last equally often
+        assert sum(o[0] == arm for o in three) == sum(o[-1] == arm for o in three) == 4
+
+
+def test_interleaving_three_builds_reverses_every_step():
+    log = []
+    workers = {a: _FakeWorker(a, log, 2) for a in ("base", "head1", "head2")}
+    session._round(workers, ("head2", "base", "head1"), {}, session.INTERLEAVED)
+    steps = [arm for arm, kind, cmd in log if cmd == "step" and kind == "send"]
+    assert steps == ["head2", "base", "head1", "head1", "base", "head2"]
 
 
 # ---- the worker protocol -------------------------------------------------------------------
@@ -201,6 +212,12 @@ def test_a_dead_worker_is_reported_with_its_last_words(tmp_path):
 # ---- build specs ---------------------------------------------------------------------------
 
 def test_build_specs(tmp_path):
+    assert BuildSpec.parse("HEAD+a.patch+b/c.patch") == BuildSpec("HEAD", ("a.patch",
+                                                                           "b/c.patch"))
+    assert str(BuildSpec.parse("main+x.patch")) == "main+x.patch"
+    for bad in ("+x.patch", "HEAD+", "HEAD++x.patch"):
+        with pytest.raises(BuildError, match="expected REF"):
+            BuildSpec.parse(bad)
     assert BuildSpec("current").kind == "current"
     assert BuildSpec(sys.executable).kind == "python"
     assert BuildSpec("main").kind == "ref"
@@ -264,6 +281,8 @@ def test_ab_usage_errors_exit_2(capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.startswith("hashlab: ab:") and err.count("\n") == 1
     assert main(["ab", "current", "--counter-threshold", "ll_misses"]) == 2
+    assert main(["ab", "HEAD", f"HEAD+{tmp_path}/missing.patch"]) == 2
+    assert "missing.patch: no such file" in capsys.readouterr().err
 
 
 def test_exit_codes_are_documented():

@@ -217,6 +217,9 @@ def _mutations():
         "rounds not a list": results_of(lambda r: r.update(sample_rounds=3)),
         "rounds of other length": results_of(lambda r: r.update(sample_rounds=[0] * 39)),
         "old schema": lambda d: d.update(schema="hashlab-bench/1"),
+        "400-digit ratio": results_of(lambda r: r.update(ratio_to_baseline=10 ** 400)),
+        "400-digit sample": results_of(lambda r: r["ratio_samples"].__setitem__(0, 10 ** 400)),
+        "400-digit time": results_of(lambda r: r.update(samples_s=[10 ** 400] * 40)),
         "schema missing": lambda d: d.pop("schema"),
     }
 
@@ -281,3 +284,56 @@ def test_asv_mode_returns_asv_exit_status(monkeypatch):
     monkeypatch.setattr(asv_gate.subprocess, "run", fake_run)
     assert main(["gate", "--asv", "HEAD~1", "HEAD", "--factor", "1.2"]) == 1
     assert seen["cmd"][-5:] == ["continuous", "--factor", "1.2", "HEAD~1", "HEAD"]
+
+
+def test_a_baseline_result_missing_now_fails_naming_it(tmp_path, capsys):
+    """A gate must not pass what it did not measure: an op, or every result, of the baseline
+    missing from the current run fails (exit 1) and is named."""
+    base = _write(tmp_path, "base.json", _bench())
+    one_lost = _bench()
+    del one_lost["results"][1]                                     # the lookup row
+    assert main(["gate", _write(tmp_path, "cur.json", one_lost), "--baseline", base]) == 1
+    out = capsys.readouterr().out
+    assert "1 baseline result(s) missing" in out.splitlines()[0]
+    assert f"MISSING native-cpu {SCENARIO} lookup (op 1" in out
+    nothing = dict(_bench(), results=[])
+    assert main(["gate", _write(tmp_path, "empty.json", nothing), "--baseline", base]) == 1
+    assert "3 baseline result(s) missing" in capsys.readouterr().out
+    no_parity = dict(_bench(), parity=[])
+    result = compare(no_parity, _bench())
+    assert result.exit_code == 1 and result.missing == [f"native-cpu {SCENARIO} (parity)"]
+
+
+def test_simulated_counters_are_gated_one_by_one():
+    """An extra dependent miss per id: +12% LL misses, which weighs +9% of the cost (under
+    the cost's 1.10x): the LL counter's own threshold catches it, naming the counter."""
+    def run(ll=100.0, instructions=3000.0, d1=20.0):
+        data = _simulated()
+        for row in data["results"]:
+            n = len(row["cost_samples"])
+            row["counter_samples"] = {"instructions": [instructions] * n, "d1_misses": [d1] * n,
+                                      "ll_misses": [ll] * n, "branch_misses": [5] * n}
+            cost = instructions + 10 * d1 + 100 * ll
+            row["cost_samples"] = [cost] * n
+            row["median_cost"] = cost
+        return data
+    base = run()
+    assert compare(run(), base).exit_code == 0
+    probe = compare(run(ll=112.0), base)
+    assert probe.exit_code == 1
+    row = probe.perf[probe.perf.verdict == "REGRESSION"].iloc[0]
+    assert row.basis == "ll_misses" and abs(row.change - 1.12) < 1e-9
+    assert "ll_misses 1.120x REGRESSED" in row.counters and "cost 1.091x," in row.counters
+    assert "1.120x in ll_misses" in render(probe)
+    # a large ratio on a counter that weighs nothing does not fail: 5 -> 6 branch misses
+    # (+20%) on a call of 13,200 cycles is 0.1% of its cost
+    few = run()
+    for row in few["results"]:
+        row["counter_samples"]["branch_misses"] = [6] * len(row["cost_samples"])
+    assert compare(few, base).exit_code == 0
+    # thresholds per counter
+    assert compare(run(ll=112.0), base, counter_thresholds={"ll_misses": 1.2}).exit_code == 0
+    with pytest.raises(GateUsageError, match="unknown counter"):
+        compare(base, base, counter_thresholds={"cycles": 1.2})
+    with pytest.raises(GateUsageError, match="ll_misses: must be a finite number > 1.0"):
+        compare(base, base, counter_thresholds={"ll_misses": 0.5})

@@ -75,6 +75,12 @@ op = "lookup"
     ('name = "x"\n[ids]\nkind = "gauss"', "ids.kind"),
     ('name = "x"\nsweep = { color = [1] }', "color"),
     ('name = "x" = 1', "not valid TOML"),
+    # numbers no float can hold: one line naming the field, never an OverflowError
+    ('name = "x"\nsteps = 1' + "0" * 400, "steps must be <= 10000 .limit., got an integer "
+                                          "of 401 digits"),
+    ('name = "x"\n[[tables]]\nname = "t0"\nlearning_rates = [1' + "0" * 400 + "]\n"
+     'config = { dim = 8 }', "learning_rates.. must be a finite number, got an integer of "
+                             "401 digits"),
 ])
 def test_bad_files_name_the_problem(tmp_path, text, fragment):
     path = tmp_path / "bad.toml"
@@ -138,6 +144,10 @@ def test_gate_profile_covers_every_op_family_on_native_cpu():
     assert all(s.threads == 1 for s in scenarios)
     by_name = {s.name: s for s in scenarios}
     assert by_name["checkpoint_1m"].prefill == 100_000            # resized by the profile
+    # one row-op family on a table far beyond the last-level cache (1 M rows x 67 words)
+    large = by_name["large_table"]
+    assert large.prefill == large.ids.vocab == 1_000_000
+    assert {o.op for o in large.ops} == {"lookup", "assign", "apply_gradients"}
     with pytest.raises(S.ScenarioError, match="unknown profile"):
         profile_scenarios("nope")
 
