@@ -20,6 +20,7 @@ import os
 import subprocess
 import tempfile
 import time
+import uuid
 
 import pandas as pd
 
@@ -83,8 +84,9 @@ def run_ab(base: BuildSpec, heads: list[BuildSpec], *, profile: str = "gate",
     rounds = rounds or max(ab_rules.get("rounds", 0), paired.min_rounds_for(n_ops, alpha))
     session = run_session(builds, scenarios, _engine_spec(engine, imports), sampling, rounds,
                           mode, seed, log=log, restart_every=restart_every)
+    session_id = uuid.uuid4().hex
     results = {arm: _bench_json(arm, session, scenarios, engine, builds[arm], sampling,
-                                profile, mode) for arm in builds}
+                                profile, mode, session_id) for arm in builds}
     gates = {arm: paired.gate(session, scenarios, engine, threshold, alpha,
                               allow_inconclusive, head=arm) for arm in builds if arm != BASE}
     meta = {"mode": mode, "rounds": rounds, "seconds": round(session.seconds, 1),
@@ -94,7 +96,8 @@ def run_ab(base: BuildSpec, heads: list[BuildSpec], *, profile: str = "gate",
     return AbOutcome(gates, results, builds, meta)
 
 
-def _bench_json(arm, session, scenarios, engine, build, sampling, profile, mode) -> dict:
+def _bench_json(arm, session, scenarios, engine, build, sampling, profile, mode,
+                session_id) -> dict:
     """One build's measurements as a bench file (`hashlab bench --save`'s format)."""
     from lab.suite import SuiteResult
     from lab.timing.rows import COLUMNS, WALL, perf_row
@@ -115,11 +118,11 @@ def _bench_json(arm, session, scenarios, engine, build, sampling, profile, mode)
             "git": {"commit": build.commit, "dirty": build.dirty},
             "scenarios": [s.name for s in scenarios], "profile": profile, "measure": WALL,
             "sampling": dataclasses.asdict(dataclasses.replace(sampling,
-                                                               rounds=len(session.load))),
+                                                               rounds=max(len(session.load), 1))),
             "load_avg": {"start": session.load[:1], "end": session.load[-1:]},
             "wall_seconds": round(session.seconds, 1),
-            "ab": {"arm": arm, "mode": mode, "build": build.as_dict(),
-                   "engines_file": hello.get("engines_file")}}
+            "ab": {"session": session_id, "arm": arm, "mode": mode,
+                   "build": build.as_dict(), "engines_file": hello.get("engines_file")}}
     engines_info = [{"label": engine, "name": engine.split(":")[0], "options": {},
                      "available": True, "reason": "", "threads": True}]
     return SuiteResult(parity_rows, parity_rows, perf, engines_info, meta).to_json()

@@ -49,7 +49,7 @@ DEFAULT_THRESHOLDS = {"wall": 1.20, "simulated": 1.10}
 DEFAULT_ALPHA = 0.01
 REGRESSION, IMPROVED, OK, UNSTABLE = "REGRESSION", "improved", "ok", "unstable"
 AUTO, TIME, RATIO, COST, PAIRED = "auto", "time", "ratio", "cost", "paired"
-BASES = (AUTO, TIME, RATIO)
+BASES = (AUTO, TIME, RATIO, PAIRED)
 PERF_COLUMNS = [*KEY, "measure", "basis", "base_median", "current_median", "change", "ci_low",
                 "ci_high", "p", "q", "replicates", "verdict", "counters", "threshold"]
 EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE = 0, 1, 3
@@ -146,6 +146,8 @@ def compare(current: dict, baseline: dict, threshold: float | None = None,
     simulated runs it is the cost's threshold, and `counter_thresholds` (name -> factor)
     change the other counters' (`lab.gate.counters`)."""
     _check_settings(threshold, alpha, basis)
+    if basis == PAIRED or (basis == AUTO and _same_session(current, baseline)):
+        return _paired(current, baseline, threshold, alpha, names, allow_inconclusive)
     limits = _counter_limits(counter_thresholds, threshold)
     cur_perf, base_perf = perf_rows(current, names[0]), perf_rows(baseline, names[1])
     pairs, not_gated = [], 0
@@ -188,6 +190,26 @@ def compare(current: dict, baseline: dict, threshold: float | None = None,
     missing = missing_results(base_perf, cur_perf, base_par, cur_par)
     return GateResult(perf, parity_table(cur_par, base_par), threshold, alpha, not_gated,
                       wall_basis, why, missing, allow_inconclusive)
+
+
+def _same_session(current: dict, baseline: dict) -> bool:
+    from lab.gate.paired import session_of
+    return session_of(current) is not None and session_of(current) == session_of(baseline)
+
+
+def _paired(current, baseline, threshold, alpha, names, allow_inconclusive) -> GateResult:
+    """Two arms of one `hashlab ab` session, gated on their paired rounds again (e.g. at
+    another threshold)."""
+    from lab.gate import paired
+    if not _same_session(current, baseline):
+        raise GateUsageError("--basis paired: both files must come from one `hashlab ab` "
+                             "session (its base.json and a head's JSON)")
+    result = paired.gate_arms(paired.arm_from_bench(baseline, names[1]),
+                              paired.arm_from_bench(current, names[0]),
+                              parity_rows(baseline, names[1]), parity_rows(current, names[0]),
+                              threshold, alpha, allow_inconclusive)
+    result.basis_why = "both files come from one `hashlab ab` session"
+    return result
 
 
 def _counter_limits(overrides: dict | None, cost: float | None) -> dict:

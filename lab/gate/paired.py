@@ -80,53 +80,94 @@ DEFAULT_ALPHA = 0.01
 DEFAULT_THRESHOLD = 1.10
 
 
-def _round_medians(rec) -> dict[int, float]:
-    """{round: median engine seconds of that round} of one op's OpSamples."""
+def _round_medians(values, rounds) -> dict[int, float]:
+    """{round: median of that round's values}."""
     by_round: dict[int, list] = {}
-    for value, r in zip(rec.engine, rec.rounds):
+    for value, r in zip(values, rounds):
         by_round.setdefault(r, []).append(value)
     return {r: float(np.median(v)) for r, v in by_round.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class ArmOp:
+    """One op as one arm of an A/B session measured it: its round medians (engine seconds),
+    and whether it has a baseline (ops without one, such as size, are not gated)."""
+    op: str
+    gated: bool
+    rounds: dict
+
+
+def arm_from_session(session, arm: str, scenarios, engine: str) -> dict[tuple, ArmOp]:
+    """{gate key: ArmOp} of one arm of a `lab.ab.session.SessionResult`."""
+    threads = {s.name: s.threads for s in scenarios}
+    return {(engine, name, rec.op, i, threads[name]):
+            ArmOp(rec.op, rec.kind is not None, _round_medians(rec.engine, rec.rounds))
+            for (name, i), rec in session.samples[arm].items()}
+
+
+def arm_from_bench(data: dict, name: str) -> dict[tuple, ArmOp]:
+    """{gate key: ArmOp} of a bench file an A/B session wrote (its rows keep every engine
+    time and the round of each)."""
+    from lab.gate.inputs import KEY, perf_rows
+    rows = perf_rows(data, name)
+    out = {}
+    for key, row in rows.items():
+        gated = row["ratio"] is not None
+        if gated and not (row["times"] and row["rounds"]):
+            from lab.gate.inputs import GateUsageError
+            raise GateUsageError(f"{name}: {key} has no samples_s and sample_rounds to pair")
+        out[key] = ArmOp(key[KEY.index("op")], gated,
+                         _round_medians(row["times"], row["rounds"]) if gated else {})
+    return out
+
+
+def session_of(data: dict) -> str | None:
+    """The A/B session a bench file came from (None: not from `hashlab ab`)."""
+    ab = data.get("ab") if isinstance(data, dict) else None
+    return ab.get("session") if isinstance(ab, dict) else None
+
+
+def gate_arms(base: dict, head: dict, base_parity: dict, head_parity: dict,
+              threshold: float | None = None, alpha: float = DEFAULT_ALPHA,
+              allow_inconclusive: bool = False):
+    """The gate's verdicts (a `lab.gate.GateResult`) of a head against its base, each op
+    with a baseline compared on its paired round medians (size has none and is not gated, as
+    in `hashlab gate`). base, head: {gate key: ArmOp}; *_parity: {(engine, scenario):
+    status}."""
+    import pandas as pd
+    from lab.gate.compare import (PAIRED, PERF_COLUMNS, GateResult, decide, missing_results,
+                                  parity_table)
+    from lab.gate.inputs import KEY
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    rows, not_gated = [], 0
+    for key in sorted(set(base) & set(head)):
+        b, h = base[key], head[key]
+        if not b.gated:
+            not_gated += 1
+            continue
+        common = sorted(set(b.rounds) & set(h.rounds))
+        cmp = compare_paired(PairedRounds(tuple(b.rounds[r] for r in common),
+                                          tuple(h.rounds[r] for r in common)))
+        rows.append({**dict(zip(KEY, key)), "measure": "wall", "basis": PAIRED,
+                     "base_median": float(np.median(list(b.rounds.values()))),
+                     "current_median": float(np.median(list(h.rounds.values()))),
+                     "change": cmp.change, "ci_low": cmp.ci_low, "ci_high": cmp.ci_high,
+                     "p": cmp.p, "replicates": cmp.replicates, "counters": "",
+                     "threshold": None})
+    perf = decide(pd.DataFrame(rows, columns=PERF_COLUMNS), threshold, alpha)
+    missing = missing_results(base, head, base_parity, head_parity)
+    return GateResult(perf, parity_table(head_parity, base_parity), threshold, alpha,
+                      not_gated, PAIRED, "base and head measured side by side in one session",
+                      missing, allow_inconclusive)
 
 
 def gate(session, scenarios, engine: str, threshold: float | None = None,
          alpha: float = DEFAULT_ALPHA, allow_inconclusive: bool = False, head: str = "head",
          base: str = "base"):
-    """The gate's verdicts (a `lab.gate.GateResult`) of one head of an A/B session
-    (`lab.ab.session.SessionResult`) against its base: each op with a baseline (size has
-    none and is not gated, as in `hashlab gate`) compared on its paired round medians."""
-    import pandas as pd
-    from lab.gate.compare import (PAIRED, PERF_COLUMNS, GateResult, decide, missing_results,
-                                  parity_table)
-    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-    threads = {s.name: s.threads for s in scenarios}
-    base_samples, head_samples = session.samples[base], session.samples[head]
-    rows, not_gated = [], 0
-    for key in sorted(set(base_samples) & set(head_samples)):
-        b, h = base_samples[key], head_samples[key]
-        if b.kind is None:
-            not_gated += 1
-            continue
-        bm, hm = _round_medians(b), _round_medians(h)
-        common = sorted(set(bm) & set(hm))
-        cmp = compare_paired(PairedRounds(tuple(bm[r] for r in common),
-                                          tuple(hm[r] for r in common)))
-        rows.append({"engine": engine, "scenario": key[0], "op": b.op, "op_index": b.index,
-                     "threads": threads[key[0]], "measure": "wall", "basis": PAIRED,
-                     "base_median": float(np.median(list(bm.values()))),
-                     "current_median": float(np.median(list(hm.values()))),
-                     "change": cmp.change, "ci_low": cmp.ci_low, "ci_high": cmp.ci_high,
-                     "p": cmp.p, "replicates": cmp.replicates, "counters": "",
-                     "threshold": None})
-    perf = decide(pd.DataFrame(rows, columns=PERF_COLUMNS), threshold, alpha)
-
-    def keyed(side):
-        return {(engine, name, rec.op, i, threads[name]): None
-                for (name, i), rec in session.samples[side].items()}
-
-    def statuses(side):
-        return {(p["engine"], p["scenario"]): p["status"] for p in session.parity[side]}
-    cur_par, base_par = statuses(head), statuses(base)
-    missing = missing_results(keyed(base), keyed(head), base_par, cur_par)
-    return GateResult(perf, parity_table(cur_par, base_par), threshold, alpha, not_gated,
-                      PAIRED, "base and head measured side by side in one session",
-                      missing, allow_inconclusive)
+    """`gate_arms` of one head of an A/B session (`lab.ab.session.SessionResult`) against
+    its base."""
+    def statuses(arm):
+        return {(p["engine"], p["scenario"]): p["status"] for p in session.parity[arm]}
+    return gate_arms(arm_from_session(session, base, scenarios, engine),
+                     arm_from_session(session, head, scenarios, engine), statuses(base),
+                     statuses(head), threshold, alpha, allow_inconclusive)

@@ -62,11 +62,15 @@ def _session(changes: dict, rounds=16, missing=(), head_status="pass", seed=0):
                     rec.engine.append(level * factor * math.exp(rng.normal(0, 0.01)))
                     rec.baseline.append(1e-4)
                     rec.rounds.append(r)
+                    rec.n_ids.append(1000)
+                    rec.nbytes.append(128_000)
+                    rec.load.append(0.5)
             samples[side][("storage_ops", i)] = rec
     parity = {"base": [{"engine": "native-cpu", "scenario": "storage_ops", "status": "pass"}],
               "head": [{"engine": "native-cpu", "scenario": "storage_ops",
                         "status": head_status}]}
-    return session.SessionResult(samples, {"base": {}, "head": {}}, parity, {}, [], 1.0, [])
+    return session.SessionResult(samples, {"base": {}, "head": {}}, parity, {}, [], 1.0,
+                                 [0.5] * rounds)
 
 
 class _Scenario:
@@ -289,3 +293,34 @@ def test_exit_codes_are_documented():
     assert (EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE) == (0, 1, 3)
     from lab.commands import ab
     assert "3 inconclusive" in ab.__doc__
+
+
+def test_a_sessions_bench_files_regate_paired(tmp_path, capsys):
+    """The bench files an A/B session writes are ordinary bench files that carry their
+    session: `hashlab gate` pairs them again by itself, at any threshold."""
+    import lab.ab as ab
+    from lab.cli import main
+    from lab.scenarios.profiles import profile_scenarios
+    from lab.suite import sampling_for
+    scenario = next(s for s in profile_scenarios("gate") if s.name == "storage_ops")
+    result = _session({"assign": 1.3})
+    result.workers = {"base": {"machine": {}}, "head": {"machine": {}}}
+    build = builds.Build(sys.executable, "test")
+    files = {}
+    for arm in ("base", "head"):
+        data = ab._bench_json(arm, result, [scenario], "native-cpu", build,
+                              sampling_for("gate"), "gate", "interleaved", "s1")
+        files[arm] = tmp_path / f"{arm}.json"
+        files[arm].write_text(json.dumps(data))
+    assert main(["gate", str(files["head"]), "--baseline", str(files["base"])]) == 1
+    out = capsys.readouterr().out
+    assert "paired round by round" in out and "REGRESSION native-cpu storage_ops assign" in out
+    assert main(["gate", str(files["head"]), "--baseline", str(files["base"]),
+                 "--threshold", "1.5"]) == 0
+    # files of two different sessions cannot be paired
+    other = json.loads(files["base"].read_text())
+    other["ab"]["session"] = "s2"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert main(["gate", str(files["head"]), "--baseline", str(tmp_path / "other.json"),
+                 "--basis", "paired"]) == 2
+    assert "one `hashlab ab` session" in capsys.readouterr().err
