@@ -31,7 +31,7 @@ import venv
 
 CURRENT = "current"
 READY = "READY.json"
-RECIPE = 1                      # bump when the way builds are made changes: old ones rebuild
+RECIPE = 2                      # bump when the way builds are made changes: old ones rebuild
 KEEP = 8                        # builds kept in the cache (least recently used go first)
 
 
@@ -185,17 +185,32 @@ def _built(root, commit, spec, cache, log, cuda) -> Build:
     return Build(python, f"{label}, built in {folder}", commit, False, names, folder)
 
 
-def _build(root, commit, patches, folder, cuda) -> None:
-    src = os.path.join(folder, "src")
+def export(root: str, commit: str, patches, src: str) -> None:
+    """The tree of `commit` into `src` (a new folder), with `patches` applied."""
     os.makedirs(src)
     archive = _git(["archive", "--format=tar", commit], root, binary=True)
     with tarfile.open(fileobj=io.BytesIO(archive.stdout), mode="r:") as tar:
         tar.extractall(src, filter="data")
+    # `git apply` inside a repository's work tree (the cache lives in the checkout) patches
+    # paths relative to that repository and silently skips the rest: make it see no
+    # repository above `src`, so it works on `src` alone, as patch(1) would.
+    env = dict(os.environ, GIT_CEILING_DIRECTORIES=os.path.dirname(os.path.abspath(src)))
+    env.pop("GIT_DIR", None)
+    env.pop("GIT_WORK_TREE", None)
     for patch in patches:
-        out = _git(["apply", "--verbose", os.path.abspath(patch)], src, check=False)
-        if out.returncode:
-            raise BuildError(f"--patch {patch} does not apply to {commit[:12]}: "
-                             f"{' '.join(out.stderr.split())[-400:]}")
+        path = os.path.abspath(patch)
+        out = subprocess.run(["git", "apply", path], cwd=src, env=env, capture_output=True,
+                             text=True)
+        check = subprocess.run(["git", "apply", "--check", "--reverse", path], cwd=src,
+                               env=env, capture_output=True, text=True)
+        if out.returncode or check.returncode:
+            raise BuildError(f"patch {patch} does not apply to {commit[:12]}: "
+                             f"{' '.join((out.stderr + check.stderr).split())[-400:]}")
+
+
+def _build(root, commit, patches, folder, cuda) -> None:
+    export(root, commit, patches, os.path.join(folder, "src"))
+    src = os.path.join(folder, "src")
     env_dir = os.path.join(folder, "venv")
     venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)
     python = os.path.join(env_dir, "bin", "python")

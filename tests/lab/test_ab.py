@@ -259,9 +259,26 @@ def test_a_patch_that_does_not_apply_names_itself(tmp_path, monkeypatch):
     patch = tmp_path / "stale.patch"
     patch.write_text("--- a/README.md\n+++ b/README.md\n@@ -1,1 +1,1 @@\n-no such line\n"
                      "+x\n")
-    with pytest.raises(BuildError, match="stale.patch does not apply"):
+    with pytest.raises(BuildError, match="patch .*stale.patch does not apply"):
         builds.ensure(BuildSpec("HEAD", (str(patch),)), cache=str(tmp_path / "cache"))
     assert not [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]   # nothing left
+
+
+def test_a_patch_is_applied_even_inside_the_checkout(tmp_path):
+    """The build cache lives inside the checkout, where a plain `git apply` patches paths of
+    the enclosing repository and silently skips the others: the export must carry the
+    patch. (Found the hard way: a whole study of unpatched "regressions".)"""
+    root = builds.repo_root(os.path.dirname(__file__))
+    commit = builds._resolve(root, "HEAD")
+    inside = os.path.join(root, ".hashlab", f"test-export-{os.getpid()}")
+    patch = os.path.join(ZOO, "extra_probe.patch")
+    try:
+        builds.export(root, commit, [patch], os.path.join(inside, "src"))
+        with open(os.path.join(inside, "src", "engines", "native", "src", "table.cc")) as f:
+            assert "ZOO: a second probe" in f.read()
+    finally:
+        import shutil
+        shutil.rmtree(inside, ignore_errors=True)
 
 
 ZOO = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "regression_zoo")
