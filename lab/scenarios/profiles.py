@@ -15,6 +15,8 @@ run by default, with `--full` or with `--quick`.
   the gate compares runs of its own profile only).
 - `engines`: the engines it is meant for when the command gets no `--engines` (None: all).
 - `sampling`: overrides of the wall-clock `lab.timing.Sampling` settings (e.g. `rounds`).
+- `ab`: what `hashlab ab` does differently with this profile: `rounds`, `alpha`, and
+  `sampling` overrides applied on top of `sampling`.
 
 Add a profile by adding an entry; `rules(name)` fills in the keys it leaves out.
 """
@@ -92,11 +94,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         # Ten short rounds instead of one long one: a second run differs from the first by
         # the spread between rounds (fresh tables, other moments), which one round cannot show.
         "sampling": {"rounds": 10, "min_samples": 5, "cap_s": 0.4, "warmup_s": 0.2},
+        # `hashlab ab`: base and head step by step in one window, so a round's paired ratio
+        # is known from fewer samples; the rounds are what the paired test needs
+        # (lab.gate.paired.min_rounds_for: 12 for this profile's 20 gated ops at alpha 0.01).
+        "ab": {"rounds": 12, "sampling": {"cap_s": 0.25, "warmup_s": 0.1}},
     },
 }
 
 _DEFAULT_RULES = {"description": "", "out": None, "quick": False, "scenarios": None,
-                  "resize": {}, "rename": True, "engines": None, "sampling": {}}
+                  "resize": {}, "rename": True, "engines": None, "sampling": {}, "ab": {}}
 
 
 def names() -> list[str]:
