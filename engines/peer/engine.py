@@ -1,0 +1,124 @@
+"""What every out-of-process peer engine shares: the venv probe, one worker per interpreter,
+tables that live in the worker, and the split of an op's time into the worker's and the pipe's.
+
+A peer subclasses `PeerEngine` (setting `name`, `venv`, `worker_script`, `label` and its
+capabilities) and `PeerTable` (its ops as requests to the worker). This side validates input
+(engines.api), ships arrays over the versioned pipe protocol and keeps only `max_update_ts`,
+the metadata the peers have no notion of.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import weakref
+
+from engines import api
+from engines.peer.client import WorkerClient
+from engines.peer.protocol import ProtocolError, WorkerDied
+from engines.peer.venv import PeerVenv
+
+_SHARED: dict[tuple[str, str], WorkerClient] = {}
+
+
+def _shared_client(python: str, script: str, timeout: float, label: str) -> WorkerClient:
+    """One worker per (python, script) for the whole process: starting TF or torch takes
+    seconds, and test suites create many engines. A dead worker is replaced on the next request
+    for one."""
+    key = (python, script)
+    client = _SHARED.get(key)
+    if client is None or not client.alive():
+        client = WorkerClient(python, script, timeout=timeout, label=label)
+        _SHARED[key] = client
+    return client
+
+
+@atexit.register
+def _close_shared():
+    for client in _SHARED.values():
+        client.close()
+    _SHARED.clear()
+
+
+class PeerEngine(api.Engine):
+    venv: PeerVenv
+    worker_script: str
+    label: str = "peer worker"          # names the worker in errors ("TFRA worker")
+
+    @classmethod
+    def probe(cls) -> None:
+        python = cls.venv.python()
+        name = cls.venv.name
+        if python is None:
+            raise api.EngineUnavailable(
+                f"no {name} venv configured: run `hashlab env create {name} --path P` or set "
+                f"{cls.venv.env_var}")
+        if not os.path.exists(python):
+            raise api.EngineUnavailable(f"{name} venv not found at {cls.venv.default_path()}; "
+                                        f"run `hashlab env create {name}`")
+
+    def __init__(self, python: str | None = None, worker_script: str | None = None,
+                 timeout: float = 600.0, shared: bool = True):
+        if python is None:
+            self.probe()
+            python = self.venv.python()
+        script = worker_script or self.worker_script
+        try:
+            if shared:
+                self.client = _shared_client(python, script, timeout, self.label)
+            else:
+                self.client = WorkerClient(python, script, timeout=timeout, label=self.label)
+        except (WorkerDied, ProtocolError, OSError) as exc:
+            # A worker that cannot start makes the engine unavailable here, with the reason
+            # (its stderr tail), instead of an exception that ends the caller's command.
+            raise api.EngineUnavailable(f"the {self.label} ({python}) did not start: "
+                                        f"{exc}") from exc
+        self._owns_client = not shared
+        self.versions = dict(self.client.versions)
+
+    @property
+    def last_worker_seconds(self) -> float:
+        return self.client.last_worker_seconds
+
+    @property
+    def last_ipc_seconds(self) -> float:
+        return self.client.last_ipc_seconds
+
+    def close(self) -> None:
+        """Stop the worker if this engine started its own (shared=False)."""
+        if self._owns_client:
+            self.client.close()
+
+
+class PeerTable(api.Table):
+    """A table that lives in the worker, named there by `table_id`."""
+
+    def __init__(self, engine: PeerEngine, spec, learning_rates, table_id: int):
+        super().__init__(spec, learning_rates)
+        self.engine_name = engine.name
+        self._client = engine.client
+        self._id = table_id
+        self._max_ts = 0
+        # Not a request from the finalizer: it can run inside another request of this thread.
+        weakref.finalize(self, self._client.forget_table, table_id)
+
+    @property
+    def last_worker_seconds(self) -> float:
+        return self._client.last_worker_seconds
+
+    @property
+    def last_ipc_seconds(self) -> float:
+        return self._client.last_ipc_seconds
+
+    def _call(self, op, args=None, arrays=None):
+        return self._client.request(op, dict(args or {}, table=self._id), arrays)
+
+    def _written(self, req_time: int) -> None:
+        """max_update_ts moves only when the worker did the op."""
+        self._max_ts = max(self._max_ts, req_time)
+
+    def _max_update_ts(self):
+        return self._max_ts
+
+    def _not_declared(self, op, why: str = ""):
+        raise NotImplementedError(f"engine {self.engine_name!r} does not declare {op}"
+                                  + (f" ({why})" if why else ""))

@@ -1,0 +1,129 @@
+"""The "torchrec" engine: PyTorch's answer to a table keyed by raw int64 ids, as a peer, out of
+process (torch, FBGEMM and TorchRec live in their own venv; see docs/toolchain.md).
+
+A table is TorchRec's managed-collision module (`MCHManagedCollisionModule`: ids -> rows of a
+fixed-size table) over FBGEMM's CPU embedding table, trained by FBGEMM's fused optimizers
+(EXACT_SGD, EXACT_ADAGRAD); what the worker adds around them, and why, is in
+engines/torchrec/worker.py. FBGEMM's zero-collision hash (`HashZchManagedCollisionModule`)
+is inference-only on the CPU and cannot insert, so it is not what runs here.
+
+Declared: lookup, assign / assign_add, apply_gradients with SGD and Adagrad, size; dedup;
+threads (torch's intra-op pool). Known divergences: both optimizers round differently (FBGEMM
+contracts multiply-adds into FMAs). Options: `threads`, `capacity` (the module's starting
+number of rows; it doubles before a write that would not fit, so nothing is evicted).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from engines import api
+from engines.peer.engine import PeerEngine, PeerTable
+from engines.torchrec.env import VENV
+
+_CAPABILITIES = api.Capabilities(
+    ops=frozenset({"assign", "assign_add", "lookup", "apply_gradients", "size"}),
+    optimizers=frozenset({"sgd", "adagrad"}),
+    initializers=frozenset({"zeros", "ones", "constants"}),
+    compressors=frozenset({"fp32"}),
+    filters=frozenset(), fused=False, ttl=False, dedup=True, multi_segment=False,
+    quirks=False, threads=True)
+
+DEFAULT_CAPACITY = 1024
+
+
+class TorchrecEngine(PeerEngine):
+    name = "torchrec"
+    capabilities = _CAPABILITIES
+    venv = VENV
+    worker_script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
+    label = "TorchRec worker"
+    # Measured bounds: tests/peer/test_torchrec_engine.py (fixed vectors) and the parity report
+    # (docs/toolchain.md, "The TorchRec peer").
+    known_divergences = {
+        "sgd": "FBGEMM's EXACT_SGD computes w + (-lr)*g as one fused multiply-add (one "
+               "rounding); Monolith rounds lr*g first. The difference is at most half an ulp "
+               "of lr*g per step (measured: bit-identical in 92% of elements after one step); "
+               "where w - lr*g nearly cancels, that is many ulps of the result.",
+        "adagrad": "FBGEMM's EXACT_ADAGRAD (element-wise, as Monolith's) accumulates n with a "
+                   "fused multiply-add and evaluates lr*g/sqrt(n) in its own order; Monolith "
+                   "computes n += g*g and w -= (lr/sqrt(n))*g. Measured: n and w within a few "
+                   "ulps of the update term per step; where w nearly cancels, many ulps of the "
+                   "result. Weight decay is fed as g + wd*w (Monolith's rule).",
+    }
+
+    def __init__(self, python: str | None = None, worker_script: str | None = None,
+                 timeout: float = 600.0, shared: bool = True, threads: int | None = None,
+                 capacity: int = DEFAULT_CAPACITY):
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or threads < 1):
+            raise ValueError(f"threads must be a positive int, got {threads!r}")
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be a positive int, got {capacity!r}")
+        self.threads = threads
+        self.capacity = capacity
+        super().__init__(python, worker_script, timeout, shared)
+
+    def _create_table(self, spec, learning_rates, hash_filter, seed, monolith_quirks):
+        if monolith_quirks:
+            raise ValueError("monolith_quirks: engine 'torchrec' cannot reproduce Monolith's "
+                             "bugs")
+        seg = spec.segments[0]
+        init = {"zeros": 0.0, "ones": 1.0}.get(seg.initializer)
+        if init is None:
+            init = float(seg.init_params["constant"])
+        reply, _ = self.client.request("create_table", {
+            "dim": spec.dim, "optimizer": seg.optimizer, "lr": float(learning_rates[0]),
+            "init_value": init,
+            "accumulator": float(seg.opt_params.get("initial_accumulator_value", 0.0)),
+            "weight_decay": float(seg.opt_params.get("weight_decay_factor", 0.0)),
+            # the module keeps one row for ids it does not hold
+            "capacity": self.capacity + 1, "threads": self.threads})
+        return TorchrecTable(self, spec, learning_rates, reply["table"])
+
+
+class TorchrecTable(PeerTable):
+    def _assign(self, ids, values, req_time):
+        self._call("assign", {"add": False}, {"ids": ids, "values": values})
+        self._written(req_time)
+
+    def _assign_add(self, ids, values, req_time):
+        self._call("assign", {"add": True}, {"ids": ids, "values": values})
+        self._written(req_time)
+
+    def _lookup(self, ids):
+        _, out = self._call("lookup", arrays={"ids": ids})
+        return out["values"].astype(np.float32, copy=False)
+
+    def _apply_gradients(self, ids, grads, global_step, enable_dedup, req_time, lrs):
+        self._call("apply_gradients", {"enable_dedup": enable_dedup, "lr": float(lrs[0])},
+                   {"ids": ids, "grads": grads})
+        self._written(req_time)
+
+    def _size(self):
+        return self._call("size")[0]["size"]
+
+    def stats(self) -> dict:
+        """The worker's view of the table: `capacity` (ids it holds before the next rebuild),
+        `rebuilds` (how often it grew), `threads` (torch's intra-op threads)."""
+        return {k: v for k, v in self._call("stats")[0].items()
+                if k in ("capacity", "rebuilds", "threads")}
+
+    _NO_FORMAT = ("TorchRec checkpoints are state_dict tensors; Monolith's per-entry "
+                  "timestamps and sharded EntryDump files have no counterpart there")
+
+    def _lookup_entry(self, ids):
+        self._not_declared("lookup_entry", self._NO_FORMAT)
+
+    def _save(self, basename, nshards):
+        self._not_declared("save", self._NO_FORMAT)
+
+    def _stage_restore(self, basename):
+        self._not_declared("restore", self._NO_FORMAT)
+
+    def _commit_restore(self, staged):
+        self._not_declared("restore", self._NO_FORMAT)
+
+    def _save_as_tensor(self, shard_idx, num_shards, limit, offset):
+        self._not_declared("save_as_tensor", self._NO_FORMAT)
