@@ -7,6 +7,7 @@ import importlib.util
 import os
 import shutil
 import stat
+import sys
 
 import pytest
 
@@ -27,13 +28,14 @@ def clean_config(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
 
 
-def _installed_copy(tmp_path):
+def _installed_copy(tmp_path, monkeypatch):
     """engines/peer/venv.py as an installed package has it: in site-packages, no checkout."""
     site = tmp_path / "site-packages" / "engines" / "peer"
     site.mkdir(parents=True)
     shutil.copy(VENV_SOURCE, site / "venv.py")
     spec = importlib.util.spec_from_file_location("installed_peer_venv", site / "venv.py")
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)      # dataclasses look it up there
     spec.loader.exec_module(module)
     return module
 
@@ -51,7 +53,7 @@ def test_installed_package_never_uses_the_current_directory(tmp_path, monkeypatc
     _fake_python(work / ".venvs" / peer.name / "bin" / "python", "touch ran; exit 1")
     (work / "pyproject.toml").write_text("")          # even a checkout-looking folder
     monkeypatch.chdir(work)
-    installed = _installed_copy(tmp_path)
+    installed = _installed_copy(tmp_path, monkeypatch)
     assert installed.checkout_root() is None
     venv = installed.PeerVenv(peer.name, peer.venv.title, peer.venv.installs, peer.venv.size)
     assert venv.default_path() is None and venv.python() is None
@@ -69,7 +71,7 @@ def test_locations_in_order(tmp_path, monkeypatch, clean_config, peer):
     assert venv.recorded_path() == str(recorded) and venv.default_path() == str(recorded)
     # one venv, then every install step in order, each with the venv's own pip
     assert ran[0] == ["python3.11", "-m", "venv", str(recorded)]
-    assert [cmd[5:] for cmd in ran[1:]] == [list(step) for step in venv.installs]
+    assert [cmd[6:] for cmd in ran[1:]] == [list(step) for step in venv.installs]
     assert all(cmd[0] == venv.python(str(recorded)) for cmd in ran[1:])
     monkeypatch.setenv(venv.env_var, str(tmp_path / "from_env"))
     assert venv.default_path() == str(tmp_path / "from_env")
