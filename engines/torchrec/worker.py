@@ -24,6 +24,8 @@ What the adapter adds around them, and why (docs/toolchain.md, "The TorchRec pee
   larger one; the adapter re-sizes it (the buffer is empty between writes at interval 1);
 - id 2**63 - 1 is the module's empty-slot marker: the adapter keeps that one id in a row of its
   own after the module's rows;
+- FBGEMM's table takes dims that are multiples of 4 only: rows are padded to the next multiple
+  (pad columns get zero gradients, an accumulator of 1, and are never returned);
 - Monolith's occurrence semantics (engines/peer/occurrences.py): without dedup one optimizer
   step per round of k-th occurrences, with dedup one per id on its ordered f32 sum; weight
   decay as g' = g + wd*w fed to the optimizer (Monolith's rule; FBGEMM's own L2 mode differs).
@@ -50,6 +52,7 @@ class Table:
         if optimizer not in ("sgd", "adagrad"):
             raise ValueError(f"optimizer {optimizer!r} is not served by the TorchRec worker")
         self.dim, self.optimizer, self.lr = dim, optimizer, lr
+        self.row_dim = -(-dim // 4) * 4         # FBGEMM: embedding_dim % 4 == 0
         self.init_value = np.float32(init_value)
         self.accumulator = np.float32(accumulator)
         self.weight_decay = np.float32(weight_decay)
@@ -67,12 +70,12 @@ class Table:
         self.mc = lib.MCH(zch_size=zch_size, device=lib.cpu,
                           eviction_policy=lib.LFU(), eviction_interval=1)
         opt = lib.Opt.EXACT_SGD if self.optimizer == "sgd" else lib.Opt.EXACT_ADAGRAD
-        self.tbe = lib.TBE([(zch_size + 1, self.dim, lib.HOST, lib.CPU)], optimizer=opt,
+        self.tbe = lib.TBE([(zch_size + 1, self.row_dim, lib.HOST, lib.CPU)], optimizer=opt,
                            learning_rate=self.lr, eps=0.0, pooling_mode=lib.NONE,
                            weights_precision=lib.FP32)
         self.weights = self.tbe.split_embedding_weights()[0]          # views of the table
         self.weights.zero_()                  # the miss row stays zero: a missing id reads 0
-        self.state = (self.tbe.split_optimizer_states()[0][0].view(zch_size + 1, self.dim)
+        self.state = (self.tbe.split_optimizer_states()[0][0].view(zch_size + 1, self.row_dim)
                       if self.optimizer == "adagrad" else None)
 
     def _features(self, ids_t):
@@ -133,7 +136,8 @@ class Table:
     def _init_rows(self, rows):
         self.weights[rows] = float(self.init_value)
         if self.state is not None:
-            self.state[rows] = float(self.accumulator)
+            self.state[rows, :self.dim] = float(self.accumulator)
+            self.state[rows, self.dim:] = 1.0       # pad columns: no 0/0 on zero gradients
 
     def _grow(self, needed: int):
         """Rebuild module and table with room for `needed` ids (at least twice the size),
@@ -173,7 +177,8 @@ class Table:
         if not len(ids):
             return np.zeros((0, self.dim), np.float32)
         with self.torch.no_grad():
-            return self._forward(self._rows(ids, insert=False)).numpy()
+            out = self._forward(self._rows(ids, insert=False)).numpy()
+        return out if self.row_dim == self.dim else np.ascontiguousarray(out[:, :self.dim])
 
     def assign(self, ids, values, add):
         self._threads()
@@ -185,7 +190,10 @@ class Table:
             for sel in occurrence_rounds(ids):      # duplicates: sequential, last write wins
                 sel_t = self.torch.from_numpy(sel)
                 r = rows[sel_t]
-                self.weights[r] = (self.weights[r] + values[sel_t]) if add else values[sel_t]
+                new = values[sel_t]
+                if add:
+                    new = self.weights[r, :self.dim] + new
+                self.weights[r, :self.dim] = new
 
     def apply_gradients(self, ids, grads, enable_dedup, lr):
         self._threads()
@@ -206,8 +214,12 @@ class Table:
         torch = self.torch
         if self.weight_decay:
             with torch.no_grad():
-                w = self.weights[rows].numpy()
+                w = self.weights[rows, :self.dim].numpy()
             grads = grads + self.weight_decay * w            # Monolith: g' = g + wd*w
+        if self.row_dim != self.dim:
+            padded = np.zeros((len(grads), self.row_dim), np.float32)
+            padded[:, :self.dim] = grads
+            grads = padded
         self._forward(rows).backward(torch.from_numpy(np.ascontiguousarray(grads)))
 
 
