@@ -21,17 +21,19 @@ class WorkerClient:
     """One worker process. `request()` is serialised by a lock; every read has a deadline
     and checks that the process is alive, so a dead or hung worker raises WorkerDied (with
     the tail of its stderr) instead of blocking forever. `label` names the worker in errors
-    ("TFRA worker")."""
+    ("TFRA worker"); `env` adds to the environment the worker starts with."""
 
     def __init__(self, python: str, script: str, timeout: float = 600.0,
-                 start_timeout: float = 180.0, label: str = "peer worker"):
+                 start_timeout: float = 180.0, label: str = "peer worker",
+                 env: dict[str, str] | None = None):
         self.timeout = timeout
         self.label = label
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._dropped: list[int] = []   # tables collected since the last request
         self._log = tempfile.TemporaryFile()
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+                   **(env or {}))
         self.proc = subprocess.Popen([python, script], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log, env=env)
         self.last_worker_seconds = 0.0

@@ -17,17 +17,18 @@ from engines.peer.client import WorkerClient
 from engines.peer.protocol import ProtocolError, WorkerDied
 from engines.peer.venv import PeerVenv
 
-_SHARED: dict[tuple[str, str], WorkerClient] = {}
+_SHARED: dict[tuple, WorkerClient] = {}
 
 
-def _shared_client(python: str, script: str, timeout: float, label: str) -> WorkerClient:
-    """One worker per (python, script) for the whole process: starting TF or torch takes
-    seconds, and test suites create many engines. A dead worker is replaced on the next request
-    for one."""
-    key = (python, script)
+def _shared_client(python: str, script: str, timeout: float, label: str,
+                   env: dict[str, str]) -> WorkerClient:
+    """One worker per (python, script, environment) for the whole process: starting TF or
+    torch takes seconds, and test suites create many engines. A dead worker is replaced on the
+    next request for one."""
+    key = (python, script, tuple(sorted(env.items())))
     client = _SHARED.get(key)
     if client is None or not client.alive():
-        client = WorkerClient(python, script, timeout=timeout, label=label)
+        client = WorkerClient(python, script, timeout=timeout, label=label, env=env)
         _SHARED[key] = client
     return client
 
@@ -57,16 +58,21 @@ class PeerEngine(api.Engine):
                                         f"run `hashlab env create {name}`")
 
     def __init__(self, python: str | None = None, worker_script: str | None = None,
-                 timeout: float = 600.0, shared: bool = True):
+                 timeout: float = 600.0, shared: bool = True,
+                 worker_env: dict[str, str] | None = None):
+        """`worker_env` is added to the worker's environment (settings it reads at start, such
+        as its thread count); engines with different ones get different workers."""
+        worker_env = dict(worker_env or {})
         if python is None:
             self.probe()
             python = self.venv.python()
         script = worker_script or self.worker_script
         try:
             if shared:
-                self.client = _shared_client(python, script, timeout, self.label)
+                self.client = _shared_client(python, script, timeout, self.label, worker_env)
             else:
-                self.client = WorkerClient(python, script, timeout=timeout, label=self.label)
+                self.client = WorkerClient(python, script, timeout=timeout, label=self.label,
+                                           env=worker_env)
         except (WorkerDied, ProtocolError, OSError) as exc:
             # A worker that cannot start makes the engine unavailable here, with the reason
             # (its stderr tail), instead of an exception that ends the caller's command.

@@ -8,7 +8,7 @@ engines/torchrec/worker.py. FBGEMM's zero-collision hash (`HashZchManagedCollisi
 is inference-only on the CPU and cannot insert, so it is not what runs here.
 
 Declared: lookup, assign / assign_add, apply_gradients with SGD and Adagrad, size; dedup;
-threads (torch's intra-op pool). Known divergences: both optimizers round differently (FBGEMM
+threads (torch's intra-op pool, one worker per thread count). Known divergences: both optimizers round differently (FBGEMM
 contracts multiply-adds into FMAs). Options: `threads`, `capacity` (the module's starting
 number of rows; it doubles before a write that would not fit, so nothing is evicted).
 """
@@ -31,6 +31,7 @@ _CAPABILITIES = api.Capabilities(
     quirks=False, threads=True)
 
 DEFAULT_CAPACITY = 1024
+THREADS_VAR = "HASHLAB_TORCHREC_THREADS"     # the worker's torch.set_num_threads
 
 
 class TorchrecEngine(PeerEngine):
@@ -63,7 +64,10 @@ class TorchrecEngine(PeerEngine):
             raise ValueError(f"capacity must be a positive int, got {capacity!r}")
         self.threads = threads
         self.capacity = capacity
-        super().__init__(python, worker_script, timeout, shared)
+        # torch's intra-op pool is per process and costly to resize, so each thread count
+        # gets a worker of its own that sets it once at start.
+        super().__init__(python, worker_script, timeout, shared,
+                         worker_env={THREADS_VAR: str(threads)} if threads else None)
 
     def _create_table(self, spec, learning_rates, hash_filter, seed, monolith_quirks):
         if monolith_quirks:
@@ -79,7 +83,7 @@ class TorchrecEngine(PeerEngine):
             "accumulator": float(seg.opt_params.get("initial_accumulator_value", 0.0)),
             "weight_decay": float(seg.opt_params.get("weight_decay_factor", 0.0)),
             # the module keeps one row for ids it does not hold
-            "capacity": self.capacity + 1, "threads": self.threads})
+            "capacity": self.capacity + 1})
         return TorchrecTable(self, spec, learning_rates, reply["table"])
 
 

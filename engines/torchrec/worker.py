@@ -47,7 +47,7 @@ INT64_MAX = np.iinfo(np.int64).max
 
 class Table:
     def __init__(self, lib, dim, optimizer, lr, init_value, accumulator, weight_decay,
-                 capacity, threads):
+                 capacity):
         self.lib, self.torch = lib, lib.torch
         if optimizer not in ("sgd", "adagrad"):
             raise ValueError(f"optimizer {optimizer!r} is not served by the TorchRec worker")
@@ -56,7 +56,6 @@ class Table:
         self.init_value = np.float32(init_value)
         self.accumulator = np.float32(accumulator)
         self.weight_decay = np.float32(weight_decay)
-        self.threads = threads
         self.has_max_id = False
         self.rebuilds = 0
         self._build(max(2, int(capacity)))
@@ -164,16 +163,11 @@ class Table:
         self.rebuilds += 1
 
     # ---- ops ---------------------------------------------------------------------------------
-    def _threads(self):
-        if self.threads:
-            self.torch.set_num_threads(self.threads)
-
     def _forward(self, rows):
         offsets = self.torch.arange(len(rows) + 1, dtype=self.torch.int64)
         return self.tbe(rows, offsets)                 # one id per sample, no pooling
 
     def lookup(self, ids):
-        self._threads()
         if not len(ids):
             return np.zeros((0, self.dim), np.float32)
         with self.torch.no_grad():
@@ -181,7 +175,6 @@ class Table:
         return out if self.row_dim == self.dim else np.ascontiguousarray(out[:, :self.dim])
 
     def assign(self, ids, values, add):
-        self._threads()
         if not len(ids):
             return
         rows = self._rows(ids, insert=True)
@@ -196,7 +189,6 @@ class Table:
                 self.weights[r, :self.dim] = new
 
     def apply_gradients(self, ids, grads, enable_dedup, lr):
-        self._threads()
         if not len(ids):
             return
         rows = self._rows(ids, insert=True)
@@ -243,6 +235,9 @@ class Library:
         self.HOST, self.CPU, self.NONE = EmbeddingLocation.HOST, ComputeDevice.CPU, \
             PoolingMode.NONE
         self.cpu = torch.device("cpu")
+        threads = os.environ.get("HASHLAB_TORCHREC_THREADS")   # the engine's `threads`
+        if threads:
+            torch.set_num_threads(int(threads))
 
 
 class Worker:
@@ -264,7 +259,7 @@ class Worker:
                                  float(args["lr"]), float(args["init_value"]),
                                  float(args["accumulator"]),
                                  float(args.get("weight_decay", 0.0)),
-                                 int(args.get("capacity", 1024)), args.get("threads"))
+                                 int(args.get("capacity", 1024)))
         return {"table": tid}, {}
 
     def drop_table(self, args, arrays):

@@ -80,11 +80,14 @@ def test_growth_keeps_every_row(torchrec):
     assert stats["rebuilds"] >= 2                 # 4 -> 3,000 ids -> 18,000 ids
 
 
-def test_threads_option_reaches_torch():
-    eng = engines.get("torchrec", threads=1)
-    t = eng.create_table(engines.table_config(dim=4))
-    t.lookup(np.arange(3, dtype=np.int64))
-    assert t.stats()["threads"] == 1
+def test_threads_option_reaches_torch_in_a_worker_per_thread_count():
+    one, two = engines.get("torchrec", threads=1), engines.get("torchrec", threads=2)
+    again = engines.get("torchrec", threads=1)
+    assert one.client is again.client and one.client is not two.client
+    for eng, n in ((one, 1), (two, 2)):
+        t = eng.create_table(engines.table_config(dim=4))
+        t.lookup(np.arange(3, dtype=np.int64))
+        assert t.stats()["threads"] == n
     with pytest.raises(ValueError, match="threads"):
         engines.get("torchrec", threads=0)
     with pytest.raises(ValueError, match="capacity"):
