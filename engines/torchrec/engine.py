@@ -65,9 +65,14 @@ class TorchrecEngine(PeerEngine):
         self.threads = threads
         self.capacity = capacity
         # torch's intra-op pool is per process and costly to resize, so each thread count
-        # gets a worker of its own that sets it once at start.
-        super().__init__(python, worker_script, timeout, shared,
-                         worker_env={THREADS_VAR: str(threads)} if threads else None)
+        # gets a worker of its own that sets it once at start. Its OpenMP threads wait
+        # passively between ops unless the caller chose otherwise: with the active default they
+        # spin after every op and, on a shared machine or beside another worker, take the
+        # cores the next op needs (measured: docs/perf_anchors.md §10).
+        env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+        if threads:
+            env[THREADS_VAR] = str(threads)
+        super().__init__(python, worker_script, timeout, shared, worker_env=env)
 
     def _create_table(self, spec, learning_rates, hash_filter, seed, monolith_quirks):
         if monolith_quirks:
