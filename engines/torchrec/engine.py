@@ -115,9 +115,10 @@ class TorchrecTable(PeerTable):
 
     def stats(self) -> dict:
         """The worker's view of the table: `capacity` (ids it holds before the next rebuild),
-        `rebuilds` (how often it grew), `threads` (torch's intra-op threads)."""
+        `rebuilds` (how often it grew), `threads` (torch's intra-op threads),
+        `omp_wait_policy` (the worker's OMP_WAIT_POLICY)."""
         return {k: v for k, v in self._call("stats")[0].items()
-                if k in ("capacity", "rebuilds", "threads")}
+                if k in ("capacity", "rebuilds", "threads", "omp_wait_policy")}
 
     _NO_FORMAT = ("TorchRec checkpoints are state_dict tensors; Monolith's per-entry "
                   "timestamps and sharded EntryDump files have no counterpart there")

@@ -290,7 +290,8 @@ class Worker:
     def stats(self, args, arrays):
         t = self._table(args)
         return {"capacity": t.zch_size - 1, "rebuilds": t.rebuilds,
-                "threads": t.lib.torch.get_num_threads()}, {}
+                "threads": t.lib.torch.get_num_threads(),
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}, {}
 
     def crash(self, args, arrays):
         os._exit(int(args.get("code", 3)))        # tests: a worker dying mid-request

@@ -4,6 +4,8 @@ declared divergences, and what it refuses. Runs when the TorchRec venv exists
 (`hashlab env create torchrec`)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -88,6 +90,7 @@ def test_threads_option_reaches_torch_in_a_worker_per_thread_count():
         t = eng.create_table(engines.table_config(dim=4))
         t.lookup(np.arange(3, dtype=np.int64))
         assert t.stats()["threads"] == n
+        assert t.stats()["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
     with pytest.raises(ValueError, match="threads"):
         engines.get("torchrec", threads=0)
     with pytest.raises(ValueError, match="capacity"):
