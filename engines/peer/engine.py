@@ -1,16 +1,20 @@
 """What every out-of-process peer engine shares: the venv probe, one worker per interpreter,
 tables that live in the worker, and the split of an op's time into the worker's and the pipe's.
 
-A peer subclasses `PeerEngine` (setting `name`, `venv`, `worker_script`, `label` and its
-capabilities) and `PeerTable` (its ops as requests to the worker). This side validates input
-(engines.api), ships arrays over the versioned pipe protocol and keeps only `max_update_ts`,
-the metadata the peers have no notion of.
+A peer subclasses `PeerEngine` (setting `name`, `venv`, `worker_script`, `label`,
+`table_class` and its capabilities) and `PeerTable` (saying why the checkpoint ops are not
+declared). The workers answer the same table requests (engines/peer/serve.py, `TableHost`):
+`create_table`, `assign` (with `add`), `lookup`, `apply_gradients`, `size`, `drop_table`. This
+side validates input (engines.api), ships arrays over the versioned pipe protocol and keeps
+only `max_update_ts`, the metadata the peers have no notion of.
 """
 from __future__ import annotations
 
 import atexit
 import os
 import weakref
+
+import numpy as np
 
 from engines import api
 from engines.peer.client import WorkerClient
@@ -44,6 +48,7 @@ class PeerEngine(api.Engine):
     venv: PeerVenv
     worker_script: str
     label: str = "peer worker"          # names the worker in errors ("TFRA worker")
+    table_class: type                   # a PeerTable subclass
 
     @classmethod
     def probe(cls) -> None:
@@ -94,6 +99,24 @@ class PeerEngine(api.Engine):
         if self._owns_client:
             self.client.close()
 
+    def _table_args(self, spec) -> dict:
+        """What `create_table` sends besides dim and learning rate; peers add their own."""
+        seg = spec.segments[0]
+        init = {"zeros": 0.0, "ones": 1.0}.get(seg.initializer)
+        if init is None:
+            init = float(seg.init_params["constant"])
+        return {"optimizer": seg.optimizer, "init_value": init,
+                "accumulator": float(seg.opt_params.get("initial_accumulator_value", 0.0)),
+                "weight_decay": float(seg.opt_params.get("weight_decay_factor", 0.0))}
+
+    def _create_table(self, spec, learning_rates, hash_filter, seed, monolith_quirks):
+        if monolith_quirks:
+            raise ValueError(f"monolith_quirks: engine {self.name!r} cannot reproduce "
+                             f"Monolith's bugs")
+        reply, _ = self.client.request("create_table", {
+            "dim": spec.dim, "lr": float(learning_rates[0]), **self._table_args(spec)})
+        return self.table_class(self, spec, learning_rates, reply["table"])
+
 
 class PeerTable(api.Table):
     """A table that lives in the worker, named there by `table_id`."""
@@ -118,6 +141,26 @@ class PeerTable(api.Table):
     def _call(self, op, args=None, arrays=None):
         return self._client.request(op, dict(args or {}, table=self._id), arrays)
 
+    def _assign(self, ids, values, req_time):
+        self._call("assign", {"add": False}, {"ids": ids, "values": values})
+        self._written(req_time)
+
+    def _assign_add(self, ids, values, req_time):
+        self._call("assign", {"add": True}, {"ids": ids, "values": values})
+        self._written(req_time)
+
+    def _lookup(self, ids):
+        _, out = self._call("lookup", arrays={"ids": ids})
+        return out["values"].astype(np.float32, copy=False)
+
+    def _apply_gradients(self, ids, grads, global_step, enable_dedup, req_time, lrs):
+        self._call("apply_gradients", {"enable_dedup": enable_dedup, "lr": float(lrs[0])},
+                   {"ids": ids, "grads": grads})
+        self._written(req_time)
+
+    def _size(self):
+        return self._call("size")[0]["size"]
+
     def _written(self, req_time: int) -> None:
         """max_update_ts moves only when the worker did the op."""
         self._max_ts = max(self._max_ts, req_time)
@@ -125,6 +168,25 @@ class PeerTable(api.Table):
     def _max_update_ts(self):
         return self._max_ts
 
-    def _not_declared(self, op, why: str = ""):
+    # The checkpoint ops: no peer declares them (each says why in `no_checkpoints`).
+    no_checkpoints = ""
+
+    def _not_declared(self, op):
         raise NotImplementedError(f"engine {self.engine_name!r} does not declare {op}"
-                                  + (f" ({why})" if why else ""))
+                                  + (f" ({self.no_checkpoints})" if self.no_checkpoints
+                                     else ""))
+
+    def _lookup_entry(self, ids):
+        self._not_declared("lookup_entry")
+
+    def _save(self, basename, nshards):
+        self._not_declared("save")
+
+    def _stage_restore(self, basename):
+        self._not_declared("restore")
+
+    def _commit_restore(self, staged):
+        self._not_declared("restore")
+
+    def _save_as_tensor(self, shard_idx, num_shards, limit, offset):
+        self._not_declared("save_as_tensor")

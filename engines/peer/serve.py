@@ -7,6 +7,11 @@ Each public method `op(args, arrays) -> (header fields, arrays)` of the handler 
 request of that name; its exception goes back to the engine as the reply's error and the loop
 keeps serving. The reply's `seconds` times the op inside this process, so the engine can
 separate IPC from the peer's own cost.
+
+`TableHost` is the handler part every peer shares: its tables by id and the table requests
+(engines/peer/engine.py sends them); a peer adds `hello` and `make_table`, and its table
+class implements `lookup(ids)`, `assign(ids, values, add)`,
+`apply_gradients(ids, grads, enable_dedup, lr)` and `size()`.
 """
 from __future__ import annotations
 
@@ -56,3 +61,48 @@ def main(factory) -> None:
     wfd = os.dup(1)
     os.dup2(2, 1)
     serve(0, wfd, factory)
+
+
+class TableHost:
+    """The tables of one worker, by id, and the requests on them."""
+
+    def __init__(self):
+        self.tables = {}
+        self.next_table = 0
+
+    def make_table(self, args):
+        raise NotImplementedError
+
+    def create_table(self, args, arrays):
+        tid = self.next_table
+        self.tables[tid] = self.make_table(args)
+        self.next_table += 1
+        return {"table": tid}, {}
+
+    def drop_table(self, args, arrays):
+        self.tables.pop(int(args["table"]), None)
+        return {}, {}
+
+    def _table(self, args):
+        tid = int(args["table"])
+        if tid not in self.tables:
+            raise KeyError(f"no table {tid} in this worker")
+        return self.tables[tid]
+
+    def lookup(self, args, arrays):
+        return {}, {"values": self._table(args).lookup(arrays["ids"])}
+
+    def assign(self, args, arrays):
+        self._table(args).assign(arrays["ids"], arrays["values"], add=bool(args.get("add")))
+        return {}, {}
+
+    def apply_gradients(self, args, arrays):
+        self._table(args).apply_gradients(arrays["ids"], arrays["grads"],
+                                          bool(args["enable_dedup"]), float(args["lr"]))
+        return {}, {}
+
+    def size(self, args, arrays):
+        return {"size": int(self._table(args).size())}, {}
+
+    def crash(self, args, arrays):
+        os._exit(int(args.get("code", 3)))        # tests: a worker dying mid-request

@@ -41,6 +41,9 @@ class Table:
         self.opt = de.DynamicEmbeddingOptimizer(base)
         self.name = name
 
+    def size(self) -> int:
+        return int(self.var.size().numpy())
+
     def lookup(self, ids):
         values, exists = self.var.lookup(self.tf.constant(ids), return_exists=True)
         out = values.numpy()
@@ -80,56 +83,23 @@ class Table:
         self.opt.apply_gradients(zip(tape.gradient(loss, [trainable]), [trainable]))
 
 
-class Worker:
+class Worker(serve.TableHost):
     def __init__(self):
+        super().__init__()
         import tensorflow as tf
         import tensorflow_recommenders_addons as tfra
         from tensorflow_recommenders_addons import dynamic_embedding as de
         self.tf, self.tfra, self.de = tf, tfra, de
-        self.tables: dict[int, Table] = {}
-        self.next_table = 0
 
     def hello(self, args, arrays):
         return {"tf": self.tf.__version__, "tfra": self.tfra.__version__,
                 "numpy": np.__version__, "python": sys.version.split()[0],
                 "pid": os.getpid()}, {}
 
-    def create_table(self, args, arrays):
-        tid = self.next_table
-        self.next_table += 1
-        self.tables[tid] = Table(self.tf, self.de, f"hashlab_t{tid}", int(args["dim"]),
-                                 args["optimizer"], float(args["lr"]),
-                                 float(args["init_value"]), float(args["accumulator"]),
-                                 float(args.get("weight_decay", 0.0)))
-        return {"table": tid}, {}
-
-    def drop_table(self, args, arrays):
-        self.tables.pop(int(args["table"]), None)
-        return {}, {}
-
-    def _table(self, args) -> Table:
-        tid = int(args["table"])
-        if tid not in self.tables:
-            raise KeyError(f"no table {tid} in this worker")
-        return self.tables[tid]
-
-    def lookup(self, args, arrays):
-        return {}, {"values": self._table(args).lookup(arrays["ids"])}
-
-    def assign(self, args, arrays):
-        self._table(args).assign(arrays["ids"], arrays["values"], add=bool(args.get("add")))
-        return {}, {}
-
-    def apply_gradients(self, args, arrays):
-        self._table(args).apply_gradients(arrays["ids"], arrays["grads"],
-                                          bool(args["enable_dedup"]), float(args["lr"]))
-        return {}, {}
-
-    def size(self, args, arrays):
-        return {"size": int(self._table(args).var.size().numpy())}, {}
-
-    def crash(self, args, arrays):
-        os._exit(int(args.get("code", 3)))        # tests: a worker dying mid-request
+    def make_table(self, args):
+        return Table(self.tf, self.de, f"hashlab_t{self.next_table}", int(args["dim"]),
+                     args["optimizer"], float(args["lr"]), float(args["init_value"]),
+                     float(args["accumulator"]), float(args.get("weight_decay", 0.0)))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from engines import api
 from engines.peer.engine import PeerEngine, PeerTable
 from engines.torchrec.env import VENV
@@ -34,9 +32,22 @@ DEFAULT_CAPACITY = 1024
 THREADS_VAR = "HASHLAB_TORCHREC_THREADS"     # the worker's torch.set_num_threads
 
 
+class TorchrecTable(PeerTable):
+    no_checkpoints = ("TorchRec checkpoints are state_dict tensors; Monolith's per-entry "
+                      "timestamps and sharded EntryDump files have no counterpart there")
+
+    def stats(self) -> dict:
+        """The worker's view of the table: `capacity` (ids it holds before the next rebuild),
+        `rebuilds` (how often it grew), `threads` (torch's intra-op threads),
+        `omp_wait_policy` (the worker's OMP_WAIT_POLICY)."""
+        return {k: v for k, v in self._call("stats")[0].items()
+                if k in ("capacity", "rebuilds", "threads", "omp_wait_policy")}
+
+
 class TorchrecEngine(PeerEngine):
     name = "torchrec"
     capabilities = _CAPABILITIES
+    table_class = TorchrecTable
     venv = VENV
     worker_script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
     label = "TorchRec worker"
@@ -74,66 +85,7 @@ class TorchrecEngine(PeerEngine):
             env[THREADS_VAR] = str(threads)
         super().__init__(python, worker_script, timeout, shared, worker_env=env)
 
-    def _create_table(self, spec, learning_rates, hash_filter, seed, monolith_quirks):
-        if monolith_quirks:
-            raise ValueError("monolith_quirks: engine 'torchrec' cannot reproduce Monolith's "
-                             "bugs")
-        seg = spec.segments[0]
-        init = {"zeros": 0.0, "ones": 1.0}.get(seg.initializer)
-        if init is None:
-            init = float(seg.init_params["constant"])
-        reply, _ = self.client.request("create_table", {
-            "dim": spec.dim, "optimizer": seg.optimizer, "lr": float(learning_rates[0]),
-            "init_value": init,
-            "accumulator": float(seg.opt_params.get("initial_accumulator_value", 0.0)),
-            "weight_decay": float(seg.opt_params.get("weight_decay_factor", 0.0)),
-            # the module keeps one row for ids it does not hold
-            "capacity": self.capacity + 1})
-        return TorchrecTable(self, spec, learning_rates, reply["table"])
+    def _table_args(self, spec) -> dict:
+        # the module keeps one row for ids it does not hold
+        return dict(super()._table_args(spec), capacity=self.capacity + 1)
 
-
-class TorchrecTable(PeerTable):
-    def _assign(self, ids, values, req_time):
-        self._call("assign", {"add": False}, {"ids": ids, "values": values})
-        self._written(req_time)
-
-    def _assign_add(self, ids, values, req_time):
-        self._call("assign", {"add": True}, {"ids": ids, "values": values})
-        self._written(req_time)
-
-    def _lookup(self, ids):
-        _, out = self._call("lookup", arrays={"ids": ids})
-        return out["values"].astype(np.float32, copy=False)
-
-    def _apply_gradients(self, ids, grads, global_step, enable_dedup, req_time, lrs):
-        self._call("apply_gradients", {"enable_dedup": enable_dedup, "lr": float(lrs[0])},
-                   {"ids": ids, "grads": grads})
-        self._written(req_time)
-
-    def _size(self):
-        return self._call("size")[0]["size"]
-
-    def stats(self) -> dict:
-        """The worker's view of the table: `capacity` (ids it holds before the next rebuild),
-        `rebuilds` (how often it grew), `threads` (torch's intra-op threads),
-        `omp_wait_policy` (the worker's OMP_WAIT_POLICY)."""
-        return {k: v for k, v in self._call("stats")[0].items()
-                if k in ("capacity", "rebuilds", "threads", "omp_wait_policy")}
-
-    _NO_FORMAT = ("TorchRec checkpoints are state_dict tensors; Monolith's per-entry "
-                  "timestamps and sharded EntryDump files have no counterpart there")
-
-    def _lookup_entry(self, ids):
-        self._not_declared("lookup_entry", self._NO_FORMAT)
-
-    def _save(self, basename, nshards):
-        self._not_declared("save", self._NO_FORMAT)
-
-    def _stage_restore(self, basename):
-        self._not_declared("restore", self._NO_FORMAT)
-
-    def _commit_restore(self, staged):
-        self._not_declared("restore", self._NO_FORMAT)
-
-    def _save_as_tensor(self, shard_idx, num_shards, limit, offset):
-        self._not_declared("save_as_tensor", self._NO_FORMAT)

@@ -240,11 +240,10 @@ class Library:
             torch.set_num_threads(int(threads))
 
 
-class Worker:
+class Worker(serve.TableHost):
     def __init__(self):
+        super().__init__()
         self.lib = Library()
-        self.tables: dict[int, Table] = {}
-        self.next_table = 0
 
     def hello(self, args, arrays):
         lib = self.lib
@@ -252,49 +251,16 @@ class Worker:
                 "torchrec": lib.torchrec.__version__, "numpy": np.__version__,
                 "python": sys.version.split()[0], "pid": os.getpid()}, {}
 
-    def create_table(self, args, arrays):
-        tid = self.next_table
-        self.next_table += 1
-        self.tables[tid] = Table(self.lib, int(args["dim"]), args["optimizer"],
-                                 float(args["lr"]), float(args["init_value"]),
-                                 float(args["accumulator"]),
-                                 float(args.get("weight_decay", 0.0)),
-                                 int(args.get("capacity", 1024)))
-        return {"table": tid}, {}
-
-    def drop_table(self, args, arrays):
-        self.tables.pop(int(args["table"]), None)
-        return {}, {}
-
-    def _table(self, args) -> Table:
-        tid = int(args["table"])
-        if tid not in self.tables:
-            raise KeyError(f"no table {tid} in this worker")
-        return self.tables[tid]
-
-    def lookup(self, args, arrays):
-        return {}, {"values": self._table(args).lookup(arrays["ids"])}
-
-    def assign(self, args, arrays):
-        self._table(args).assign(arrays["ids"], arrays["values"], add=bool(args.get("add")))
-        return {}, {}
-
-    def apply_gradients(self, args, arrays):
-        self._table(args).apply_gradients(arrays["ids"], arrays["grads"],
-                                          bool(args["enable_dedup"]), float(args["lr"]))
-        return {}, {}
-
-    def size(self, args, arrays):
-        return {"size": self._table(args).size()}, {}
+    def make_table(self, args):
+        return Table(self.lib, int(args["dim"]), args["optimizer"], float(args["lr"]),
+                     float(args["init_value"]), float(args["accumulator"]),
+                     float(args.get("weight_decay", 0.0)), int(args.get("capacity", 1024)))
 
     def stats(self, args, arrays):
         t = self._table(args)
         return {"capacity": t.zch_size - 1, "rebuilds": t.rebuilds,
                 "threads": t.lib.torch.get_num_threads(),
                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}, {}
-
-    def crash(self, args, arrays):
-        os._exit(int(args.get("code", 3)))        # tests: a worker dying mid-request
 
 
 if __name__ == "__main__":
