@@ -1,7 +1,7 @@
 """The "torchrec" peer engine against the numpy reference: storage ops bit for bit (fixed
 vectors and hypothesis op sequences, across the table's rebuilds), SGD and Adagrad within their
-declared divergences, and what it refuses. Runs when the TorchRec venv exists
-(`hashlab env create torchrec`)."""
+declared divergences, its threads and its growth. Runs when the TorchRec venv exists
+(`hashlab env create torchrec`); what every peer must do is in tests/peer/test_peer_tables.py."""
 from __future__ import annotations
 
 import os
@@ -135,15 +135,6 @@ def test_one_step_from_the_same_state_is_within_one_rounding(torchrec):
     assert ulp_distance(t.lookup(ids), ref.lookup(ids)).max() <= 1
 
 
-def test_monolith_adagrad_vector(torchrec):
-    t = torchrec.create_table(engines.table_config(dim=2, optimizer="adagrad",
-                                                   initial_accumulator_value=1.0),
-                              learning_rates=(0.1,))
-    t.apply_gradients(np.array([7], np.int64), np.array([[1, 2]], np.float32))
-    np.testing.assert_allclose(t.lookup(np.array([7], np.int64)),
-                               [[-0.07071067, -0.08944272]], atol=1e-6)
-
-
 OPS = st.lists(st.tuples(st.sampled_from(["assign", "assign_add", "lookup", "size"]),
                          st.lists(st.integers(-6, 6) | st.sampled_from(EXTREMES),
                                   min_size=0, max_size=12)),
@@ -168,25 +159,6 @@ def test_random_storage_sequences_match_numpy_exactly(torchrec, ops, seed):
     probe = np.array(list(range(-6, 7)) + EXTREMES, np.int64)
     np.testing.assert_array_equal(t.lookup(probe), ref.lookup(probe))
     assert t.size() == ref.size()
-
-
-def test_undeclared_is_refused(torchrec):
-    with pytest.raises(ValueError, match="optimizer"):
-        torchrec.create_table(engines.table_config(dim=4, optimizer="ftrl"))
-    t = torchrec.create_table(engines.table_config(dim=4))
-    with pytest.raises(NotImplementedError, match="save.*state_dict"):
-        t.save("/tmp/never")
-    with pytest.raises(ValueError, match="grads"):              # validated on our side
-        t.apply_gradients(np.array([1], np.int64), np.array([[np.nan] * 4], np.float32))
-    with pytest.raises(ValueError, match="monolith_quirks"):
-        torchrec.create_table(engines.table_config(dim=4), monolith_quirks=True)
-    assert t.size() == 0
-
-
-def test_worker_errors_surface_with_their_message(torchrec):
-    t = torchrec.create_table(engines.table_config(dim=4))
-    with pytest.raises(RuntimeError, match="TorchRec worker failed 'explode'.*unknown op"):
-        t._call("explode")
 
 
 def test_a_worker_killed_mid_request_is_reported_and_replaced():
