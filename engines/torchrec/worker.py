@@ -97,8 +97,9 @@ class Table:
         return self._real_size() + int(self.has_max_id)
 
     def _rows(self, ids: np.ndarray, insert: bool):
-        """Table rows of `ids` (a torch int64 tensor). With insert, every id gets a row of its
-        own first (new rows initialised); without, a missing id gets the zero miss row."""
+        """Table rows (a torch int64 tensor) of `ids` (numpy int64). With insert, every id gets
+        a row of its own first (new rows initialised); without, a missing id gets the zero
+        miss row."""
         torch = self.torch
         real = ids != INT64_MAX
         rows = torch.full((len(ids),), self.miss_row, dtype=torch.int64)
