@@ -11,7 +11,7 @@
   hashlab gate CURRENT.json --baseline BASE.json [--threshold X] [--alpha 0.01]
                [--basis auto|time|ratio] [--verbose]
   hashlab gate --asv BASE HEAD [--factor F]
-  hashlab env create tfra                        the TFRA peer's own virtualenv
+  hashlab env create tfra|torchrec               a peer engine's own virtualenv
 """
 from __future__ import annotations
 

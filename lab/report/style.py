@@ -22,6 +22,7 @@ ENGINE_COLORS = {
     "native-gpu": "#2ca02c",
     "tensorflow": "#ff7f0e",
     "tfra": "#9467bd",
+    "torchrec": "#b5179e",
 }
 _SPARE = ("#8c564b", "#e377c2", "#17becf", "#bcbd22", "#d62728", "#393b79", "#637939",
           "#843c39")

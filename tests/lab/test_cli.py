@@ -144,18 +144,27 @@ def test_report_profiles_resize_and_say_so():
                                             for s in profiles.catalog_for("full")]
 
 
-def test_env_create_tfra(monkeypatch, tmp_path, capsys):
-    import engines.tfra.env as env
-    monkeypatch.setattr(env, "create_env", lambda path=None: str(tmp_path / "bin/python"))
-    assert main(["env", "create", "tfra"]) == 0
-    assert "TFRA environment ready" in capsys.readouterr().out
+@pytest.mark.parametrize("name,title", [("tfra", "TFRA"), ("torchrec", "TorchRec")])
+def test_env_create(monkeypatch, tmp_path, capsys, name, title):
+    from engines.peer.venv import PeerVenv
+    made = []
 
-    def broken(path=None):
+    def create(self, path=None):
+        made.append((self.name, path))
+        return str(tmp_path / "bin/python")
+    monkeypatch.setattr(PeerVenv, "create", create)
+    assert main(["env", "create", name]) == 0
+    assert main(["env", "create", name, "--path", str(tmp_path)]) == 0
+    assert made == [(name, None), (name, str(tmp_path))]
+    assert f"{title} environment ready" in capsys.readouterr().out
+
+    def broken(self, path=None):
         raise RuntimeError("pip failed")
-    monkeypatch.setattr(env, "create_env", broken)
-    assert main(["env", "create", "tfra"]) == 1
-    monkeypatch.setitem(sys.modules, "engines.tfra.env", None)     # not importable
-    assert main(["env", "create", "tfra"]) == 2
+    monkeypatch.setattr(PeerVenv, "create", broken)
+    assert main(["env", "create", name]) == 1
+    assert "pip failed" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, f"engines.{name}.env", None)     # not importable
+    assert main(["env", "create", name]) == 2
     assert "not importable" in capsys.readouterr().err
     assert main(["env", "create", "other"]) == 2
 
