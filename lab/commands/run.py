@@ -49,6 +49,9 @@ def run(args) -> int:
     scenario_list = scenarios_of(args, pool)
     engines = selected_engines(args)
     out = out_dir(args)
+    if os.path.exists(os.path.join(out, "index.html")):
+        raise UsageError(f"run: {out} holds a `hashlab report` page, whose data this run would "
+                         f"replace; pass --out DIR for a folder of its own")
     try:                                    # a folder that cannot be made fails before the run
         os.makedirs(out, exist_ok=True)
     except OSError as exc:

@@ -64,6 +64,9 @@ def test_run_scenario_file_keeps_its_results_in_a_folder(scenario_file, tmp_path
     assert main(["run", scenario_file, "--engines", "numpy", "--no-timing", "--no-progress",
                  "--out", str(other)]) == 0
     assert sorted(p.name for p in other.iterdir()) == ["bench.json", "parity.csv", "perf.csv"]
+    (tmp_path / "a" / "b" / "index.html").write_text("a report's page")
+    assert main(["run", scenario_file, "--engines", "numpy", "--out", str(other)]) == 2
+    assert "holds a `hashlab report` page" in capsys.readouterr().err
     (tmp_path / "file").write_text("")
     assert main(["run", scenario_file, "--engines", "numpy", "--out",
                  str(tmp_path / "file" / "x")]) == 2
