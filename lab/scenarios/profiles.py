@@ -72,7 +72,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                        "about 0.1-30 ms on native-cpu, one thread, in ten short rounds (a fresh "
                        "table each round, spread over the run). About 1.5 minutes on a 2-core "
                        "machine, parity included.",
-        "out": None,
+        "out": "reports/gate",
         "quick": False,
         "scenarios": ("storage_ops", "monolith_optimize[threads=1,dedup=True]",
                       "lookup_sweep[batch_size=10000,dim=32]", "optimizer_sweep[optimizer=adam]",
