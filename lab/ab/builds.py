@@ -32,7 +32,8 @@ import venv
 CURRENT = "current"
 READY = "READY.json"
 RECIPE = 2                      # bump when the way builds are made changes: old ones rebuild
-KEEP = 8                        # builds kept in the cache (least recently used go first)
+KEEP = 8                        # builds kept in the cache (least recently used go first)...
+KEEP_RECENT_S = 24 * 3600       # ...but none used in the last day (a session may be using it)
 
 
 class BuildError(Exception):
@@ -250,14 +251,14 @@ _CHECK = ("import os, importlib.util, engines, engines.native._native_cpu\n"
 
 
 def _prune(cache: str, keep_key: str) -> None:
-    """Keep the KEEP most recently used builds."""
+    """Keep the KEEP most recently used builds, and every build used in the last day."""
     built = []
     for name in os.listdir(cache):
         ready = os.path.join(cache, name, READY)
         if os.path.exists(ready):
             built.append((os.path.getmtime(ready), name))
-    for _, name in sorted(built, reverse=True)[KEEP:]:
-        if name == keep_key:
+    for used, name in sorted(built, reverse=True)[KEEP:]:
+        if name == keep_key or time.time() - used < KEEP_RECENT_S:
             continue
         with open(os.path.join(cache, name + ".lock"), "w") as lock:
             try:
