@@ -2,6 +2,7 @@
 gate's), printed and saved as JSON for `hashlab gate`."""
 from __future__ import annotations
 
+import argparse
 import os
 
 from lab.commands.common import (add_measure, add_selection, ensure_parent, parity_exit,
@@ -20,6 +21,9 @@ def setup(p) -> None:
     p.add_argument("--save", default=os.path.join("reports", "bench", "latest.json"),
                    help="JSON output (default reports/bench/latest.json)")
     add_measure(p)
+    p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
+                   help="also measure each op's peak memory and bytes allocated (memray), "
+                        "after the timing (default: the profile's rule; on for gate)")
 
 
 def run(args) -> int:

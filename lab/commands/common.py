@@ -64,6 +64,23 @@ def check_measure(measure: str) -> None:
             raise UsageError(f"--measure simulated: {why}")
 
 
+def memory_of(args) -> bool:
+    """Whether to measure memory: `--memory`/`--no-memory`, else the profile's rule. Asked
+    for explicitly without memray installed: a usage error; by the profile: a note."""
+    from lab.scenarios.profiles import rules
+    from lab.timing.memory import unavailable_reason
+    asked = getattr(args, "memory", None)
+    profile = getattr(args, "profile", None)
+    wanted = asked if asked is not None else bool(profile and rules(profile)["memory"])
+    why = unavailable_reason() if wanted else None
+    if why and asked:
+        raise UsageError(f"--memory: {why}")
+    if why:
+        print(f"memory: not measured: {why}", file=sys.stderr)
+        return False
+    return wanted
+
+
 def run_suite(args, scenario_list):
     """Parity and timing of `scenario_list` as the arguments say."""
     from lab.parity import ReferenceError
@@ -78,7 +95,7 @@ def run_suite(args, scenario_list):
         return run(scenario_list, choices, unusable, quick=args.quick,
                    timing_on=not getattr(args, "no_timing", False),
                    progress=not args.no_progress, measure=measure,
-                   sampling=sampling_of(args), profile=name)
+                   sampling=sampling_of(args), profile=name, memory=memory_of(args))
     except ReferenceError as exc:
         raise UsageError(str(exc)) from exc
 

@@ -15,6 +15,9 @@ run by default, with `--full` or with `--quick`.
   the gate compares runs of its own profile only).
 - `engines`: the engines it is meant for when the command gets no `--engines` (None: all).
 - `sampling`: overrides of the wall-clock `lab.timing.Sampling` settings (e.g. `rounds`).
+- `memory`: also measure each op's memory (peak and bytes allocated, `lab.timing.memory`) in
+  a pass after the timing, for the gate to compare (`hashlab bench --no-memory` leaves it
+  out).
 
 Add a profile by adding an entry; `rules(name)` fills in the keys it leaves out.
 """
@@ -92,11 +95,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         # Ten short rounds instead of one long one: a second run differs from the first by
         # the spread between rounds (fresh tables, other moments), which one round cannot show.
         "sampling": {"rounds": 10, "min_samples": 5, "cap_s": 0.4, "warmup_s": 0.2},
+        # Peak memory and bytes allocated per op, gated like time (after the timing).
+        "memory": True,
     },
 }
 
 _DEFAULT_RULES = {"description": "", "out": None, "quick": False, "scenarios": None,
-                  "resize": {}, "rename": True, "engines": None, "sampling": {}}
+                  "resize": {}, "rename": True, "engines": None, "sampling": {},
+                  "memory": False}
 
 
 def names() -> list[str]:
