@@ -76,11 +76,14 @@ def sampling_for(profile: str | None = None, quick: bool = False,
 def run_suite(scenarios, choices, unusable=(), *, quick: bool = False, timing_on: bool = True,
               progress: bool = False, measure: str = timing.WALL,
               sampling: timing.Sampling | None = None, imports=(),
-              profile: str | None = None, memory: bool = False) -> SuiteResult:
+              profile: str | None = None, memory: bool = False,
+              wall_profiles: bool = False) -> SuiteResult:
     """Parity, then timing of what parity could run. `measure`: "wall" (seconds, paired and
     adaptive per `sampling`; default: `sampling_for(profile, quick)`) or "simulated"
     (callgrind costs). `imports`: modules the simulated child imports (test-only engines).
-    `memory`: then measure each op's memory in a pass of its own (`lab.timing.memory`)."""
+    `memory`: then measure each op's memory in a pass of its own (`lab.timing.memory`).
+    `wall_profiles` (wall-clock runs): then sample each op with py-spy for the gate's
+    differential profiles (`lab.explain.sampled.wall_profiles`)."""
     started = time.perf_counter()
     load_start = os.getloadavg()
     code = timing.git_info()          # the commit measured: read before a long run, not after
@@ -98,10 +101,13 @@ def run_suite(scenarios, choices, unusable=(), *, quick: bool = False, timing_on
                               profiles=profiles if measure == timing.SIMULATED else None)
             if timing_on
             else pd.DataFrame(columns=timing.COLUMNS))
+    timed = [(s, c) for s in scenarios for c in choices if (c.label, s.name) not in no_time]
     if memory and timing_on and len(perf):
         from lab.timing.memory import add_memory
-        perf = add_memory(perf, [(s, c) for s in scenarios for c in choices
-                                 if (c.label, s.name) not in no_time], progress=progress)
+        perf = add_memory(perf, timed, progress=progress)
+    if wall_profiles and timing_on and measure == timing.WALL:
+        from lab.explain.sampled import wall_profiles as sample_profiles
+        profiles.extend(sample_profiles(timed, progress=progress))
     perf = _with_parity(perf, summary)
     engines_info = ([{"label": c.label, "name": c.name, "options": c.options,
                       "available": True, "reason": "",

@@ -24,6 +24,10 @@ def setup(p) -> None:
     p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
                    help="also measure each op's peak memory and bytes allocated (memray), "
                         "after the timing (default: the profile's rule; on for gate)")
+    p.add_argument("--wall-profiles", action="store_true",
+                   help="wall-clock runs: after the timing, sample each op with py-spy and keep "
+                        "its profile, so the gate can name what grew in a regression "
+                        "(simulated runs always keep theirs)")
 
 
 def run(args) -> int:

@@ -81,6 +81,18 @@ def memory_of(args) -> bool:
     return wanted
 
 
+def _wall_profiles_of(args, measure: str) -> bool:
+    if not getattr(args, "wall_profiles", False):
+        return False
+    if measure != "wall":
+        raise UsageError("--wall-profiles: simulated runs always keep their profiles")
+    from lab.explain.sampled import unavailable_reason
+    why = unavailable_reason()
+    if why:
+        raise UsageError(f"--wall-profiles: {why}")
+    return True
+
+
 def run_suite(args, scenario_list):
     """Parity and timing of `scenario_list` as the arguments say."""
     from lab.parity import ReferenceError
@@ -95,7 +107,8 @@ def run_suite(args, scenario_list):
         return run(scenario_list, choices, unusable, quick=args.quick,
                    timing_on=not getattr(args, "no_timing", False),
                    progress=not args.no_progress, measure=measure,
-                   sampling=sampling_of(args), profile=name, memory=memory_of(args))
+                   sampling=sampling_of(args), profile=name, memory=memory_of(args),
+                   wall_profiles=_wall_profiles_of(args, measure))
     except ReferenceError as exc:
         raise UsageError(str(exc)) from exc
 

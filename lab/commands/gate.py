@@ -33,7 +33,8 @@ def add_report_options(p) -> None:
 def print_result(result, args, diff_dir: str, title: str = "hashlab gate") -> None:
     """The differential flame graphs written, then the verdicts as text or markdown."""
     from lab.gate import differential, markdown, render
-    differential.write_svgs(result.profiles, diff_dir)
+    if any(d.svg is None for d in result.profiles.values()):
+        differential.write_svgs(result.profiles, diff_dir)
     if args.format == "markdown":
         print(markdown.render(result, title))
     else:

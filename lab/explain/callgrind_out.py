@@ -131,6 +131,8 @@ def read(path: str) -> Dump:
     line_at = positions - 1           # which position is the source line
 
     def function(name, o, f) -> Function:
+        if events is None:
+            raise CallgrindFormatError(f"{path}: fn= before the events: line")
         found = functions.get(name)
         if found is None:
             found = functions[name] = Function(name, o, f, 0, [0] * len(events))

@@ -7,10 +7,11 @@ Two sources:
   the call graph by splitting each function's cost among its callers' paths in proportion
   (the usual assumption of call-graph profilers: a callee costs the same per call whoever
   calls it). For a call tree without recursion the per-function inclusive costs come out
-  exactly as callgrind counted them; with recursion a callee already on the path is shown
-  as a leaf (not expanded again), and every path's share is normalised so that the stacks
-  add up to the dump's total. Paths under `min_share` of the total are not split further
-  (their cost stays in their top frame).
+  exactly as callgrind counted them. Recursion: a call back into a function already on the
+  path is not followed (its cost is already that function's), and the callee's share is
+  reduced by what it spends calling back into the path; every path's share is normalised
+  so that the stacks add up to the dump's total. Paths under `min_share` of the total are
+  not split further (their cost stays in their top frame).
 - py-spy's raw output (`read_pyspy`), which is already folded (`frame (file:line);... N`).
 
 Frame names are shortened (`short_name`: no parameter lists, no recursion marks) so that the
@@ -76,22 +77,30 @@ def from_dump(dump: Dump, weigh, min_share: float = 1e-4, max_depth: int = 256
         key = SEP.join(path)
         out[key] = out.get(key, 0.0) + value
 
+    def kept(name, on_path) -> float:
+        """The share of `name`'s cost that is not a call back into the path (recursion
+        through other functions: that cost is already its ancestor's)."""
+        whole = reach[name]
+        if whole <= 0:
+            return 0.0
+        back = sum(c for callee, c in edges.get(name, ()) if callee in on_path)
+        return max(whole - back, 0.0) / whole
+
     def expand(name, path, weight, on_path):
-        denom = reach[name]
         if weight <= 0:
             return
+        parts = [(callee, cost * kept(callee, on_path | {callee}))
+                 for callee, cost in edges.get(name, ()) if callee not in on_path]
+        denom = own.get(name, 0.0) + sum(c for _, c in parts)
         if denom <= 0 or weight < floor or len(path) >= max_depth:
             emit(path, weight)
             return
         scale = weight / denom
         if own.get(name, 0.0) > 0:
             emit(path, own[name] * scale)
-        for callee, cost in edges.get(name, ()):
+        for callee, cost in parts:
             share = cost * scale
             if share <= 0:
-                continue
-            if callee in on_path:         # recursion through other functions: a leaf
-                emit(path + (short_name(callee),), share)
                 continue
             on_path.add(callee)
             expand(callee, path + (short_name(callee),), share, on_path)

@@ -112,3 +112,25 @@ def _median(values):
     s = sorted(values)
     mid = len(s) // 2
     return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def wall_profiles(todo, seconds: float = 1.0, progress: bool = False) -> list[dict]:
+    """Every op's wall-clock profile (`lab.explain.profiles`, keyed like its perf row) for
+    (scenario, engine choice) pairs: what `hashlab bench --wall-profiles` keeps for the gate's
+    differential profiles. Run after the timing, never during it."""
+    out = []
+    for scenario, choice in todo:
+        if progress:
+            print(f"wall profiles: {choice.label} on {scenario.name}", file=sys.stderr,
+                  flush=True)
+        found = sample(choice, scenario, seconds, memory=False)
+        if found.get("error"):
+            print(f"wall profiles: {choice.label} on {scenario.name}: {found['error']}",
+                  file=sys.stderr)
+            continue
+        for op in found["ops"]:
+            if op.get("profile"):
+                out.append({"engine": choice.label, "scenario": scenario.name, "op": op["op"],
+                            "op_index": op["index"], "threads": scenario.threads,
+                            "measure": "wall", **op["profile"]})
+    return out

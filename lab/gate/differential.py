@@ -7,9 +7,9 @@ before and after, and writes a differential flame graph of the op (`lab.explain.
 grown red, shrunk blue).
 
 Every caller of a function that grew grows as much (the interpreter frames above an engine
-call, the engine's entry point above its inner loop), so a function is listed only when no
-single callee carries `PASS_THROUGH` of its growth: the list names where the growth is, not
-the path to it.
+call, the engine's entry point above its inner loop), so a function is listed only when its
+calls (the growth of its own call edges, added up) carry less than `PASS_THROUGH` of its
+growth: the list names where the growth is, not the path to it.
 """
 from __future__ import annotations
 
@@ -71,10 +71,7 @@ def diff(key: tuple, base: dict, head: dict, top: int = TOP) -> ProfileDiff:
     b_stacks, h_stacks = base["folded"], head["folded"]
     b_fn, h_fn = fold.functions(b_stacks), fold.functions(h_stacks)
     b_total, h_total = fold.total(b_stacks), fold.total(h_stacks)
-    edges: dict[str, set] = {}
-    for stacks in (b_stacks, h_stacks):
-        for parent, kids in fold.children(stacks).items():
-            edges.setdefault(parent, set()).update(kids)
+    b_edges, h_edges = fold.children(b_stacks), fold.children(h_stacks)
 
     def inclusive(table, name):
         return table.get(name, {}).get("inclusive", 0.0)
@@ -86,8 +83,11 @@ def diff(key: tuple, base: dict, head: dict, top: int = TOP) -> ProfileDiff:
     for name, d in delta.items():
         if d <= 0:
             continue
-        if any(delta.get(kid, 0.0) >= PASS_THROUGH * d for kid in edges.get(name, ())):
-            continue                      # its growth is a callee's
+        kids = set(b_edges.get(name, {})) | set(h_edges.get(name, {}))
+        passed = sum(max(h_edges.get(name, {}).get(k, 0.0) - b_edges.get(name, {}).get(k, 0.0),
+                         0.0) for k in kids)
+        if passed >= PASS_THROUGH * d:
+            continue                      # its growth is its callees'; they are listed
         b, h = inclusive(b_fn, name), inclusive(h_fn, name)
         grown.append(FunctionChange(name, where.get(name, "?"), b, h,
                                     b / b_total if b_total else 0.0,
