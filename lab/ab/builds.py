@@ -31,7 +31,9 @@ import venv
 
 CURRENT = "current"
 READY = "READY.json"
-RECIPE = 1                      # bump when the way builds are made changes: old ones rebuild
+RECIPE = 2                      # bump when the way builds are made changes: old ones rebuild
+# 2: patches really apply when the cache is inside the checkout (git apply run in a folder
+#    of a repository skipped them silently: "Skipped patch"), so recipe-1 builds may lack them
 KEEP = 8                        # builds kept in the cache (least recently used go first)
 
 
@@ -116,9 +118,10 @@ def ensure(spec: BuildSpec, cache: str | None = None, log=print, cuda: bool = Fa
     return _built(root, commit, spec, cache or default_cache(root), log, cuda)
 
 
-def _git(args, cwd, check=True, binary=False):
+def _git(args, cwd, check=True, binary=False, env=None):
     try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=not binary)
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=not binary,
+                             env=env)
     except OSError as exc:
         raise BuildError(f"cannot run git: {exc}") from exc
     if check and out.returncode:
@@ -191,9 +194,13 @@ def _build(root, commit, patches, folder, cuda) -> None:
     archive = _git(["archive", "--format=tar", commit], root, binary=True)
     with tarfile.open(fileobj=io.BytesIO(archive.stdout), mode="r:") as tar:
         tar.extractall(src, filter="data")
+    # The export is no repository, but the cache may be inside the checkout (the default):
+    # git apply would then patch relative to the checkout's root and skip every path outside
+    # the export ("Skipped patch", exit 0). A ceiling at the build folder stops git looking up.
+    alone = dict(os.environ, GIT_CEILING_DIRECTORIES=os.path.abspath(folder))
     for patch in patches:
-        out = _git(["apply", "--verbose", os.path.abspath(patch)], src, check=False)
-        if out.returncode:
+        out = _git(["apply", "--verbose", os.path.abspath(patch)], src, check=False, env=alone)
+        if out.returncode or "Skipped patch" in out.stderr:
             raise BuildError(f"--patch {patch} does not apply to {commit[:12]}: "
                              f"{' '.join(out.stderr.split())[-400:]}")
     env_dir = os.path.join(folder, "venv")

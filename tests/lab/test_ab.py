@@ -256,6 +256,30 @@ def test_a_patch_that_does_not_apply_names_itself(tmp_path, monkeypatch):
     assert not [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]   # nothing left
 
 
+def test_a_patch_applies_in_a_cache_inside_the_checkout(monkeypatch):
+    """The default cache (.hashlab/ab-builds) is inside the checkout: the patch must change
+    the exported tree there too (git apply once skipped it silently: "Skipped patch")."""
+    root = builds.repo_root(os.path.dirname(__file__))
+    monkeypatch.chdir(root)
+    patch = os.path.join(ZOO, "gradient_probe.patch")
+    folder = os.path.join(root, ".hashlab", "test-apply-" + str(os.getpid()))
+    monkeypatch.setattr(builds.venv, "EnvBuilder", _StopAfterPatching)
+    try:
+        with pytest.raises(BuildError, match="stopped after patching"):
+            builds._build(root, builds._resolve(root, "HEAD"), (patch,), folder, False)
+        with open(os.path.join(folder, "src", "engines", "native", "src", "table.cc"),
+                  encoding="utf-8") as f:
+            assert "ZOO: a second hash probe per id in the gradient path" in f.read()
+    finally:
+        import shutil
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class _StopAfterPatching:
+    def __init__(self, *args, **kwargs):
+        raise BuildError("stopped after patching (test)")
+
+
 ZOO = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "regression_zoo")
 
 
