@@ -89,6 +89,12 @@ def differences(current: dict, baseline: dict) -> list[tuple[str, str, str]]:
 
 
 def machines_differ(current: dict, baseline: dict) -> bool:
+    """The runs name different kinds of machine, or only one of them names any (runs that
+    both say nothing are not warned about: there is nothing to compare)."""
+    recorded = [isinstance(d.get("machine"), dict) and bool(d["machine"])
+                for d in (current, baseline)]
+    if not any(recorded):
+        return False
     return not same_machine(current, baseline)
 
 
