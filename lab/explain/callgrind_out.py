@@ -28,6 +28,7 @@ import os
 import re
 
 TRIGGER = "desc: Trigger: Client Request: "
+SYSTEM_HEADERS = ("/usr/include/", "/usr/lib/gcc/")
 _NAMED = re.compile(r"^\((\d+)\)(?: (.*))?$")
 
 
@@ -43,13 +44,19 @@ class Function:
     line: int = 0              # its first cost line in its own file (its entry; 0: none)
     self_cost: list = dataclasses.field(default_factory=list)   # per event, self cost
     calls: int = 0             # how many times it was called (sum over its callers)
+    hot: tuple = ()            # (file, line) of its largest self cost (inlined code included)
 
     def where(self) -> str:
         """`file:line` (or the object, without debug information), the file shortened
-        (`display_path`)."""
+        (`display_path`). A function the compiler instantiated from a system header (a
+        std::function thunk whose body is an inlined lambda of ours) is placed at its
+        hottest line instead, which is where its code came from."""
         if self.file and self.file != "???":
-            path = display_path(self.file)
-            return f"{path}:{self.line}" if self.line else path
+            file, line = self.file, self.line
+            if file.startswith(SYSTEM_HEADERS) and self.hot:
+                file, line = self.hot
+            path = display_path(file)
+            return f"{path}:{line}" if line else path
         return os.path.basename(self.obj) if self.obj else "?"
 
 
@@ -129,6 +136,7 @@ def read(path: str) -> Dump:
     pending_calls = 0
     last = [0, 0]                      # previous position(s), for +N / -N / *
     line_at = positions - 1           # which position is the source line
+    fn_lines: dict[str, dict] = {}    # function -> {(file, line): its first event's self cost}
 
     def function(name, o, f) -> Function:
         if events is None:
@@ -177,6 +185,8 @@ def read(path: str) -> Dump:
                 where = pos[line_at]
                 if where:
                     _add(lines.setdefault((src, where), [0] * len(events)), cost)
+                    spots = fn_lines.setdefault(fn.name, {})
+                    spots[(src, where)] = spots.get((src, where), 0) + cost[0]
                     if src == fn.file and fn.line == 0:
                         fn.line = where
                 continue
@@ -238,6 +248,8 @@ def read(path: str) -> Dump:
         for f in functions.values():
             f.line = 0
         lines = {}
+    for name, spots in fn_lines.items():
+        functions[name].hot = max(spots, key=spots.get)
     vector = totals if totals is not None else summary
     vector = vector + [0] * (len(events) - len(vector))
     return Dump(label, events, vector, functions, calls, lines)

@@ -9,7 +9,8 @@ grown red, shrunk blue).
 Every caller of a function that grew grows as much (the interpreter frames above an engine
 call, the engine's entry point above its inner loop), so a function is listed only when its
 calls (the growth of its own call edges, added up) carry less than `PASS_THROUGH` of its
-growth: the list names where the growth is, not the path to it.
+growth: the list names where the growth is, not the path to it. Growth under 1% of the op's whole growth (or 0.1% of its cost) is not
+named: identical code moves a few cycles between functions as memory lands elsewhere.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from lab.explain.profiles import keyed
 
 TOP = 5
 PASS_THROUGH = 0.9
+# Growth too small to name: under this share of the op's whole growth, or of its base cost.
+MIN_OF_GROWTH, MIN_OF_OP = 0.01, 0.001
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +82,10 @@ def diff(key: tuple, base: dict, head: dict, top: int = TOP) -> ProfileDiff:
     delta = {name: inclusive(h_fn, name) - inclusive(b_fn, name)
              for name in set(b_fn) | set(h_fn)}
     where = {**base.get("where", {}), **head.get("where", {})}
+    floor = max(MIN_OF_GROWTH * (h_total - b_total), MIN_OF_OP * b_total, 0.0)
     grown = []
     for name, d in delta.items():
-        if d <= 0:
+        if d <= 0 or d < floor:
             continue
         kids = set(b_edges.get(name, {})) | set(h_edges.get(name, {}))
         passed = sum(max(h_edges.get(name, {}).get(k, 0.0) - b_edges.get(name, {}).get(k, 0.0),

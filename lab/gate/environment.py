@@ -41,8 +41,10 @@ def _dirty(data):
 
 
 def _patches(data):
-    patches = _get(data, "ab", "build", "patches")
-    return ", ".join(patches) if patches else None
+    build = _get(data, "ab", "build")
+    if not isinstance(build, dict):
+        return None                       # not a `hashlab ab` build: nothing recorded
+    return ", ".join(build.get("patches") or ()) or "none"
 
 
 # (label, how to read it from a bench file)
