@@ -1,7 +1,4 @@
-"""What a result was measured on: machine facts, the software stack (Python, numpy, TensorFlow,
-protobuf versions; the compiler and flags that built the native engine) and the git commit
-(when there is one). The gate prints every difference between two runs' records
-(`lab.gate.environment`)."""
+"""What a result was measured on: machine facts and the git commit (when there is one)."""
 from __future__ import annotations
 
 import os
@@ -29,51 +26,13 @@ def machine_info() -> dict:
         "memory_gb": round(psutil.virtual_memory().total / 2 ** 30, 1),
         "python": sys.version.split()[0],
         "numpy": np.__version__,
-        "cpu_model": _cpu_model(),
-        "kernel": platform.release(),
-        "packages": package_versions(),
-        "native_build": native_build(),
+        **software_info(),
     }
 
 
-# Distributions whose version changes what an engine computes or how fast (read from their
-# metadata: nothing is imported).
-PACKAGES = ("tensorflow-cpu", "tensorflow", "protobuf", "scipy", "nanobind", "hashtable-lab")
-
-
-def package_versions() -> dict:
-    import importlib.metadata     # here, not at the top: the simulated child imports this
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def native_build() -> dict | None:
-    """The compiler, its version and the flags that built the native engine (the
-    build_info.json CMake installs beside `_native_cpu`), or None when it is not built or
-    predates the record."""
-    import importlib.util
-    import json
-    try:
-        spec = importlib.util.find_spec("engines.native._native_cpu")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.origin:
-        return None
-    path = os.path.join(os.path.dirname(spec.origin), "build_info.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(info, dict):
-        return None
-    info["flags"] = " ".join(str(info.get("flags", "")).split())
-    return info
+def software_info() -> dict:
+    from lab.timing.software import software    # not at import: see lab.timing.software
+    return software()
 
 
 def _cpu_model() -> str:
