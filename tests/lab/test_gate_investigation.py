@@ -170,3 +170,35 @@ def test_a_simulated_regression_names_the_function_that_grew():
     names = [f.name for f in found.functions[:3]]
     assert any("Table::lookup" in n for n in names), names
     assert found.functions[0].delta > 0.1 * found.base_total
+
+
+def test_wall_runs_keep_profiles_when_asked_and_the_gate_uses_them():
+    """`hashlab bench --wall-profiles`: each op sampled by py-spy after the timing; a wall
+    regression between two such runs is explained like a simulated one."""
+    from lab.explain.sampled import unavailable_reason
+    if unavailable_reason():
+        pytest.skip(unavailable_reason())
+    choices, _ = resolve(["numpy"])
+    run = run_suite([_tiny()], choices, quick=True, wall_profiles=True).to_json()
+    profiles = {p["op"]: p for p in run["profiles"]}
+    assert set(profiles) == {"assign_add", "lookup"}
+    lookup = profiles["lookup"]
+    assert lookup["measure"] == "wall" and lookup["unit"] == "seconds per call"
+    assert lookup["total"] > 0 and lookup["calls"] >= 3
+    assert all(stack.split(";")[0].startswith("hashlab_op1_lookup ") for stack in lookup["folded"])
+    assert any("(lab/" in k or "(engines/" in k for k in lookup["where"].values())
+    slower = copy.deepcopy(run)
+    row = next(r for r in slower["results"] if r["op"] == "lookup")
+    row["samples_s"] = [v * 1.5 for v in row["samples_s"]]
+    row["ratio_samples"] = [v * 1.5 for v in row["ratio_samples"]]
+    row["median_s"] *= 1.5
+    row["ratio_to_baseline"] *= 1.5
+    prof = next(p for p in slower["profiles"] if p["op"] == "lookup")
+    prof["folded"] = {k: v * (3.0 if i == 0 else 1.0) for i, (k, v)
+                      in enumerate(sorted(prof["folded"].items(), key=lambda kv: -kv[1]))}
+    # every sample 1.5x: with at least 5 a side Mann-Whitney's p is <= 0.008 (q <= 0.016)
+    result = compare(slower, run, basis="time", alpha=0.05)
+    key = (choices[0].label, "diff_tiny", "lookup", 1, 1)
+    assert result.perf.set_index("op").loc["lookup", "verdict"] == "REGRESSION"
+    found = result.profiles[key]
+    assert found.unit == "seconds per call" and found.functions[0].delta > 0
