@@ -77,8 +77,8 @@ def explain(name: str, variants, choices, out_dir: str, only_ops=None, seconds: 
     """Explain every variant (a list of Scenario) on every engine choice into `out_dir`;
     returns what `explain.json` holds."""
     os.makedirs(out_dir, exist_ok=True)
-    for stale in os.listdir(out_dir):        # an older explanation's graphs
-        if stale.endswith(".svg"):
+    for stale in os.listdir(out_dir):        # an older explanation's graphs (ours only)
+        if stale.endswith(("-wall.svg", "-cycles.svg")):
             os.unlink(os.path.join(out_dir, stale))
     started = time.perf_counter()
     only = set(only_ops) if only_ops else None
