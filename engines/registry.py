@@ -35,6 +35,7 @@ _BUILTIN = {
     "tensorflow": "engines.reference.tf_engine:TensorFlowEngine",
     "tfra": "engines.tfra.engine:TfraEngine",
     "tf-native": "engines.tfops.engine:TfNativeEngine",
+    "torchrec": "engines.torchrec.engine:TorchrecEngine",
 }
 # `:` separates a target's module from its attribute and a name from its options, `,` separates
 # engines on the command line, `=` options: an engine name has none of them.

@@ -7,11 +7,11 @@
   hashlab report [--full | --quick | --profile P] [--engines ...] [--scenarios ...] [--out DIR]
   hashlab bench [--quick] [--engines ...] [--scenarios ...|--profile gate] [--save FILE]
                 [--measure wall|simulated] [--time-cap S]
-  hashlab run FILE [--engines ...] [--json OUT]  a user scenario file (TOML/JSON)
+  hashlab run FILE [--engines ...] [--out DIR]   a user scenario file (TOML/JSON) -> reports/run/
   hashlab gate CURRENT.json --baseline BASE.json [--threshold X] [--alpha 0.01]
                [--basis auto|time|ratio] [--verbose]
   hashlab gate --asv BASE HEAD [--factor F]
-  hashlab env create tfra                        the TFRA peer's own virtualenv
+  hashlab env create tfra|torchrec               a peer engine's own virtualenv
 """
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from lab import parity, timing
 
 SCHEMA = "hashlab-bench/2"        # 2: raw samples, CIs, load average, measure mode
 PERF_STATUSES = (parity.PASS, parity.KNOWN)     # performance is shown only for these
+DATA_FILES = ("bench.json", "parity.csv", "perf.csv")
 
 
 @dataclasses.dataclass
@@ -43,6 +44,16 @@ class SuiteResult:
     def save(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(self.to_json(), f, indent=1)
+
+    def write_files(self, out_dir: str) -> list[str]:
+        """The run's data in `out_dir` (made if missing): `bench.json` (everything, as
+        `save` writes it), `parity.csv` (every compared op) and `perf.csv` (the timings of
+        the pairs that passed parity), notes whole. Returns the file names."""
+        os.makedirs(out_dir, exist_ok=True)
+        self.parity_rows.to_csv(os.path.join(out_dir, DATA_FILES[1]), index=False)
+        self.perf_passing().to_csv(os.path.join(out_dir, DATA_FILES[2]), index=False)
+        self.save(os.path.join(out_dir, DATA_FILES[0]))
+        return list(DATA_FILES)
 
 
 def _records(df: pd.DataFrame) -> list[dict]:

@@ -29,6 +29,7 @@ table.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -52,11 +53,18 @@ def zoo(names=None) -> dict:
     return {n: e for n, e in entries.items() if not names or n in names}
 
 
+@functools.cache
+def base_commit() -> str:
+    """HEAD's commit, resolved once: a commit made while a study runs must not change it."""
+    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True, cwd=HERE).stdout.strip()
+
+
 def spec(name: str) -> str:
-    """The build spec of an arm: HEAD, or HEAD with the zoo entry's patch."""
+    """The build spec of an arm: HEAD's commit, or it with the zoo entry's patch."""
     if name == SAME:
-        return "HEAD"
-    return f"HEAD+{os.path.join(ZOO_DIR, zoo([name])[name]['patch'])}"
+        return base_commit()
+    return f"{base_commit()}+{os.path.join(ZOO_DIR, zoo([name])[name]['patch'])}"
 
 
 class Busy:
@@ -82,7 +90,7 @@ def _ab(heads: list[str], mode: str, out: str, rounds: int | None, seed: int,
     {arm label: file} plus "seconds" and "load"."""
     from lab.ab import BuildSpec, head_labels, run_ab
     started, load0 = time.perf_counter(), os.getloadavg()[0]
-    outcome = run_ab(BuildSpec.parse("HEAD"), [BuildSpec.parse(spec(h)) for h in heads],
+    outcome = run_ab(BuildSpec.parse(base_commit()), [BuildSpec.parse(spec(h)) for h in heads],
                      mode=mode, rounds=rounds, seed=seed, measure=measure,
                      allow_inconclusive=True, log=lambda *a: None)
     os.makedirs(out, exist_ok=True)

@@ -64,7 +64,7 @@ def test_filtered_call_still_counts_its_time():
 
 def test_tfra_failed_call_keeps_max_update_ts():
     from engines.tfra.engine import TfraTable
-    from engines.tfra.protocol import WorkerDied
+    from engines.peer.protocol import WorkerDied
 
     class DeadClient:
         def request(self, *args, **kwargs):

@@ -1,10 +1,17 @@
 """The pytest plugin of the conformance suite: its command-line options.
 
-pytest loads it automatically wherever hashtable-lab is installed (the `pytest11` entry point),
-or explicitly with `-p engines.testing.plugin`. It adds options only: no fixtures, and no
-engine is loaded unless `--hashlab-engine` is given (importing it imports the `engines`
-package, i.e. numpy and protobuf). The suite's fixtures, engine parametrization and summary
-live in engines/testing/conformance/conftest.py and apply to the suite's tests only.
+Load it with `-p engines.testing.plugin` (this repository's pytest settings do). It is not a
+`pytest11` entry point, on purpose: pytest marks every top-level module of a distribution that
+has one for assertion rewriting, and an editable install of hashtable-lab records
+scikit-build-core's import hook (`_editable_skbc_hashtable_lab`, imported by a .pth file at
+interpreter start-up), so every pytest run in that environment warned that it could not
+rewrite it (PytestAssertRewriteWarning), and only this checkout's own settings could filter
+the warning; tests/plugins/test_conformance_plugin.py checks that none is printed.
+
+It adds options only: no fixtures, and no engine is loaded unless `--hashlab-engine` is given
+(importing it imports the `engines` package, i.e. numpy and protobuf). The suite's fixtures,
+engine parametrization and summary live in engines/testing/conformance/conftest.py and apply
+to the suite's tests only; without the plugin they run on $HASHLAB_ENGINES or every engine.
 """
 from __future__ import annotations
 

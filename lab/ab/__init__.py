@@ -77,7 +77,7 @@ def run_ab(base: BuildSpec, heads: list[BuildSpec], *, profile: str = "gate",
     for arm, build in builds.items():
         log(f"ab: {arm}: {build.description}")
     scenarios = profile_scenarios(profile)
-    ab_rules = rules(profile).get("ab") or {}
+    ab_rules = rules(profile)["ab"]
     alpha = ab_rules.get("alpha", paired.DEFAULT_ALPHA) if alpha is None else alpha
     if measure == "simulated":
         return _simulated(builds, engine, imports, threshold, counter_thresholds,

@@ -32,9 +32,8 @@ import venv
 CURRENT = "current"
 READY = "READY.json"
 RECIPE = 2                      # bump when the way builds are made changes: old ones rebuild
-# 2: patches really apply when the cache is inside the checkout (git apply run in a folder
-#    of a repository skipped them silently: "Skipped patch"), so recipe-1 builds may lack them
-KEEP = 8                        # builds kept in the cache (least recently used go first)
+KEEP = 8                        # builds kept in the cache (least recently used go first)...
+KEEP_RECENT_S = 24 * 3600       # ...but none used in the last day (a session may be using it)
 
 
 class BuildError(Exception):
@@ -118,10 +117,9 @@ def ensure(spec: BuildSpec, cache: str | None = None, log=print, cuda: bool = Fa
     return _built(root, commit, spec, cache or default_cache(root), log, cuda)
 
 
-def _git(args, cwd, check=True, binary=False, env=None):
+def _git(args, cwd, check=True, binary=False):
     try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=not binary,
-                             env=env)
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=not binary)
     except OSError as exc:
         raise BuildError(f"cannot run git: {exc}") from exc
     if check and out.returncode:
@@ -188,21 +186,32 @@ def _built(root, commit, spec, cache, log, cuda) -> Build:
     return Build(python, f"{label}, built in {folder}", commit, False, names, folder)
 
 
-def _build(root, commit, patches, folder, cuda) -> None:
-    src = os.path.join(folder, "src")
+def export(root: str, commit: str, patches, src: str) -> None:
+    """The tree of `commit` into `src` (a new folder), with `patches` applied."""
     os.makedirs(src)
     archive = _git(["archive", "--format=tar", commit], root, binary=True)
     with tarfile.open(fileobj=io.BytesIO(archive.stdout), mode="r:") as tar:
         tar.extractall(src, filter="data")
-    # The export is no repository, but the cache may be inside the checkout (the default):
-    # git apply would then patch relative to the checkout's root and skip every path outside
-    # the export ("Skipped patch", exit 0). A ceiling at the build folder stops git looking up.
-    alone = dict(os.environ, GIT_CEILING_DIRECTORIES=os.path.abspath(folder))
+    # `git apply` inside a repository's work tree (the cache lives in the checkout) patches
+    # paths relative to that repository and silently skips the rest: make it see no
+    # repository above `src`, so it works on `src` alone, as patch(1) would.
+    env = dict(os.environ, GIT_CEILING_DIRECTORIES=os.path.dirname(os.path.abspath(src)))
+    env.pop("GIT_DIR", None)
+    env.pop("GIT_WORK_TREE", None)
     for patch in patches:
-        out = _git(["apply", "--verbose", os.path.abspath(patch)], src, check=False, env=alone)
-        if out.returncode or "Skipped patch" in out.stderr:
-            raise BuildError(f"--patch {patch} does not apply to {commit[:12]}: "
-                             f"{' '.join(out.stderr.split())[-400:]}")
+        path = os.path.abspath(patch)
+        out = subprocess.run(["git", "apply", path], cwd=src, env=env, capture_output=True,
+                             text=True)
+        check = subprocess.run(["git", "apply", "--check", "--reverse", path], cwd=src,
+                               env=env, capture_output=True, text=True)
+        if out.returncode or check.returncode:
+            raise BuildError(f"patch {patch} does not apply to {commit[:12]}: "
+                             f"{' '.join((out.stderr + check.stderr).split())[-400:]}")
+
+
+def _build(root, commit, patches, folder, cuda) -> None:
+    export(root, commit, patches, os.path.join(folder, "src"))
+    src = os.path.join(folder, "src")
     env_dir = os.path.join(folder, "venv")
     venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)
     python = os.path.join(env_dir, "bin", "python")
@@ -242,14 +251,14 @@ _CHECK = ("import os, importlib.util, engines, engines.native._native_cpu\n"
 
 
 def _prune(cache: str, keep_key: str) -> None:
-    """Keep the KEEP most recently used builds."""
+    """Keep the KEEP most recently used builds, and every build used in the last day."""
     built = []
     for name in os.listdir(cache):
         ready = os.path.join(cache, name, READY)
         if os.path.exists(ready):
             built.append((os.path.getmtime(ready), name))
-    for _, name in sorted(built, reverse=True)[KEEP:]:
-        if name == keep_key:
+    for used, name in sorted(built, reverse=True)[KEEP:]:
+        if name == keep_key or time.time() - used < KEEP_RECENT_S:
             continue
         with open(os.path.join(cache, name + ".lock"), "w") as lock:
             try:

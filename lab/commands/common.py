@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SCENARIOS_DOC = "docs/scenarios.md"
@@ -93,14 +94,20 @@ def _wall_profiles_of(args, measure: str) -> bool:
     return True
 
 
-def run_suite(args, scenario_list):
-    """Parity and timing of `scenario_list` as the arguments say."""
-    from lab.parity import ReferenceError
+def selected_engines(args):
+    """`engines_of(args)`, defaulting to the engines the `--profile` is meant for."""
     from lab.scenarios.profiles import rules
+    name = getattr(args, "profile", None)
+    return engines_of(args, default=list(rules(name)["engines"] or ()) if name else None)
+
+
+def run_suite(args, scenario_list, engines=None):
+    """Parity and timing of `scenario_list` as the arguments say; `engines`: the
+    `selected_engines(args)` answer when the caller already has it."""
+    from lab.parity import ReferenceError
     from lab.suite import run_suite as run
     name = getattr(args, "profile", None)
-    choices, unusable = engines_of(args, default=list(rules(name)["engines"] or ()) if name
-                                   else None)
+    choices, unusable = engines or selected_engines(args)
     measure = getattr(args, "measure", "wall")
     check_measure(measure)
     try:
@@ -113,13 +120,24 @@ def run_suite(args, scenario_list):
         raise UsageError(str(exc)) from exc
 
 
+NOTE_WIDTH = 60
+
+
+def short_note(note) -> str:
+    """A parity note for a printed table: cut at a word boundary, with an ellipsis (the files
+    keep it whole)."""
+    if note is None or note != note:            # None or NaN: no note
+        return ""
+    return textwrap.shorten(str(note), NOTE_WIDTH, placeholder=" …")
+
+
 def print_result(result) -> None:
     import pandas as pd
-    from lab.report.writer import summary_table
+    from lab.report.writer import summary_table, unstable_sentence
     with pd.option_context("display.width", 200, "display.max_rows", 500,
-                           "display.max_colwidth", 60):
+                           "display.max_colwidth", NOTE_WIDTH + 2):
         summary = result.parity_summary.copy()
-        summary["note"] = summary["note"].str.slice(0, 60)
+        summary["note"] = summary["note"].map(short_note)
         print("Parity (engine x scenario):")
         print(summary[["engine", "scenario", "status", "max_ulp", "note"]].to_string(
             index=False))
@@ -130,6 +148,10 @@ def print_result(result) -> None:
             print(view.to_string(index=False))
         print("\nSummary:")
         print(summary_table(result).to_string(index=False))
+        sentence = unstable_sentence(result.perf_passing(),
+                                     (result.meta.get("sampling") or {}).get("target"))
+        if sentence:
+            print(sentence)
 
 
 def timing_view(perf):
@@ -165,6 +187,12 @@ def parity_exit(result) -> int:
 def ensure_parent(path: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
+
+
+def announce(command: str, what: str, choices, out: str) -> None:
+    """One line on stderr, once the arguments are known to be good: what runs, where to."""
+    print(f"hashlab {command}: {what} on {', '.join(c.label for c in choices)} -> {out}",
+          file=sys.stderr)
 
 
 def add_selection(p, quick_help="shrink every scenario (its `quick` overrides)"):

@@ -1,9 +1,10 @@
-"""`hashlab env create tfra`: the TFRA peer's own virtualenv (TensorFlow 2.16 + TFRA)."""
+"""`hashlab env create NAME`: a peer engine's own virtualenv (engines/peer/venv.py): `tfra`
+(TensorFlow 2.16 + TFRA), `torchrec` (PyTorch + FBGEMM + TorchRec, CPU builds)."""
 from __future__ import annotations
 
-import importlib
 import sys
 
+from engines.peer.venv import ENVIRONMENTS, environment
 from lab.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 
 NAME = "env"
@@ -12,24 +13,25 @@ HELP = "manage engine environments"
 
 def setup(p) -> None:
     p.add_argument("action", choices=["create"])
-    p.add_argument("name", help="environment to create (tfra)")
+    p.add_argument("name", help=f"environment to create ({', '.join(ENVIRONMENTS)})")
     p.add_argument("--path", help="where, remembered for later runs (default: "
-                                  "$HASHLAB_TFRA_VENV, the remembered path, or .venvs/tfra "
+                                  "$HASHLAB_<NAME>_VENV, the remembered path, or .venvs/NAME "
                                   "in a source checkout)")
 
 
 def run(args) -> int:
-    if args.action != "create" or args.name != "tfra":
-        raise UsageError("env: only `hashlab env create tfra` is supported")
+    if args.action != "create" or args.name not in ENVIRONMENTS:
+        raise UsageError(f"env: only `hashlab env create NAME` with NAME one of "
+                         f"{', '.join(ENVIRONMENTS)} is supported")
     try:
-        env = importlib.import_module("engines.tfra.env")
+        venv = environment(args.name)
     except ImportError as exc:
-        print(f"env: engines.tfra.env is not importable: {exc}", file=sys.stderr)
+        print(f"env: {ENVIRONMENTS[args.name]} is not importable: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        python = env.create_env(args.path)
+        python = venv.create(args.path)
     except RuntimeError as exc:
         print(f"env: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"TFRA environment ready: {python}")
+    print(f"{venv.title} environment ready: {python}")
     return EXIT_OK

@@ -7,8 +7,8 @@ import os
 import sys
 import textwrap
 
-from lab.commands.common import (EXIT_FAILED, EXIT_OK, UsageError, add_selection,
-                                 run_suite, scenarios_of, split)
+from lab.commands.common import (EXIT_FAILED, EXIT_OK, UsageError, add_selection, announce,
+                                 run_suite, scenarios_of, selected_engines, split)
 
 NAME = "report"
 HELP = "parity + performance report of the scenario catalog"
@@ -62,6 +62,8 @@ def run(args) -> int:
         raise UsageError(str(exc)) from exc
     args.quick = bool(rules["quick"])
     out = args.out or rules["out"]
+    if not out:
+        raise UsageError(f"report: profile {name!r} has no folder of its own; pass --out DIR")
     selection = {k: v for k, v in (("scenarios", split(args.scenarios)),
                                    ("engines", split(args.engines))) if v}
     kind = report_kind({"profile": name, "selection": selection})
@@ -69,11 +71,13 @@ def run(args) -> int:
     if there is not None and there != kind and not args.overwrite:
         raise UsageError(f"report: {out} holds a `{there}` report and this run is `{kind}`; "
                          f"pass --out DIR for a folder of its own, or --overwrite")
-    scenario_list = scenarios_of(args, profiles.catalog_for(name), quick=False)
-    print(f"hashlab report: profile {name!r}, {len(scenario_list)} scenarios -> {out}",
-          file=sys.stderr)
+    # Everything the arguments name is checked before the run is announced.
+    scenario_list = (scenarios_of(args, profiles.catalog_for(name), quick=False)
+                     if args.scenarios else profiles.profile_scenarios(name))
+    engines = selected_engines(args)
+    announce("report", f"profile {name!r}, {len(scenario_list)} scenarios", engines[0], out)
     with LoadSampler() as load:
-        result = run_suite(args, scenario_list)
+        result = run_suite(args, scenario_list, engines)
     result.meta.update(
         profile=name, profile_description=rules["description"],
         resized=profiles.resize_notes(name), selection=selection, load=load.summary(),
@@ -82,11 +86,12 @@ def run(args) -> int:
                for s in scenario_list])
     written = write_report(result, out, asv_results=args.asv_results,
                            with_oracle=not args.no_oracle)
-    result.save(os.path.join(out, "bench.json"))
     print(written["summary"].to_string(index=False))
+    if written["unstable"]:
+        print(written["unstable"])
     for chart, why in written["notes"].items():
         print(f"(no {chart}: {why})")
-    print(f"\nwrote {written['html']} (+ report.md, parity.csv, perf.csv, bench.json, "
+    print(f"\nwrote {written['html']} (+ report.md, {', '.join(written['data'])}, "
           f"{len(written['images'])} charts)")
     if result.failed():
         print("parity: FAILED (the failures are listed in the report)", file=sys.stderr)

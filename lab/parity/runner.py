@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import textwrap
 import traceback
 
 import pandas as pd
@@ -86,9 +87,7 @@ def compare_engine(scenario: Scenario, choice, reference: list, workdir: str,
             got = next(outcomes)
         except Exception as exc:
             rows.append(_row(scenario, label, threads, ref.step, ref.index, ref.op, FAIL,
-                             note=f"error: {type(exc).__name__}: {exc}; "
-                                  f"{traceback.format_exc(limit=-1).strip().splitlines()[-1]}"
-                             [:400]))
+                             note=_error_note(exc)))
             return rows
         mode = ULP if touched & set(ref.tables) else EXACT
         verdict = compare_outputs(got.output, ref.output, mode, policy)
@@ -109,6 +108,17 @@ def compare_engine(scenario: Scenario, choice, reference: list, workdir: str,
         if op.op in OPTIMIZER_OPS:
             touched.update(ref.tables)
     return rows
+
+
+MAX_NOTE = 1000
+
+
+def _error_note(exc: Exception) -> str:
+    """The note of a call that raised: its error and the last traceback line, whole words
+    only (an overlong message is shortened at a word boundary, with an ellipsis)."""
+    last = traceback.format_exc(limit=-1).strip().splitlines()[-1]
+    return textwrap.shorten(f"error: {type(exc).__name__}: {exc}; {last}", MAX_NOTE,
+                            placeholder=" …")
 
 
 def run_parity(scenarios, choices, unusable=(), policy: Policy = Policy(),

@@ -24,7 +24,7 @@ from lab.report.style import engine_color, log_axis
 
 DPI = 110
 REFERENCE = "numpy"
-HIGHER, LOWER = "higher is better", "lower is better"
+HIGHER, LOWER = style.HIGHER, style.LOWER
 UNSTABLE_HATCH = "///"
 
 
@@ -119,7 +119,8 @@ def _has(df: pd.DataFrame, *cols) -> bool:
     return all(c in df.columns for c in cols)
 
 
-def _unstable(df: pd.DataFrame) -> pd.Series:
+def unstable_mask(df: pd.DataFrame) -> pd.Series:
+    """True for the timing rows the runner marked unstable (none when it recorded no flag)."""
     if "unstable" not in df.columns:
         return pd.Series(False, index=df.index)
     return df["unstable"].fillna(False).astype(bool)
@@ -140,7 +141,7 @@ def ratio_ci(df: pd.DataFrame):
     return df["ratio_ci_low"], df["ratio_ci_high"]
 
 
-def _params_label(params_json: str, drop=("threads",), plain: str = "") -> str:
+def params_label(params_json: str, drop=("threads",), plain: str = "") -> str:
     """'batch_size=1,000, dim=8' for a variant; `plain` when it has no parameters."""
     params = {k: v for k, v in json.loads(params_json or "{}").items() if k not in drop}
     if not params:
@@ -174,7 +175,7 @@ def _hbars(ax, df: pd.DataFrame, value: str, lo=None, hi=None, engines=(), cats=
     n = max(len(engines), 1)
     height = 0.8 / n
     seen = []
-    unstable = _unstable(df)
+    unstable = unstable_mask(df)
     for i, eng in enumerate(engines):
         for y, cat in enumerate(cats):
             rows = df[(df["engine"] == eng) & (df["_cat"] == cat)]
@@ -212,7 +213,7 @@ def _legend(fig, engines, any_unstable: bool) -> None:
                fontsize=8, frameon=False)
 
 
-def _ci_note(has_ci: bool) -> str:
+def ci_note(has_ci: bool) -> str:
     return ("error bars: 95% confidence interval of the median" if has_ci
             else "no confidence intervals in this run's data")
 
@@ -226,7 +227,7 @@ def family(perf: pd.DataFrame, base: str, path: str,
     df = perf[(perf["base_scenario"] == base) & (perf["threads"] == 1) & (perf["n_ids"] > 0)]
     if df.empty:
         return f"{base}: nothing timed at one thread"
-    df = df.assign(_cat=[_params_label(p, plain=base) for p in df["params"]])
+    df = df.assign(_cat=[params_label(p, plain=base) for p in df["params"]])
     cats = list(dict.fromkeys(df["_cat"]))
     engines = list(dict.fromkeys(df["engine"]))
     ops = list(dict.fromkeys(zip(df["op_index"], df["op"])))
@@ -276,8 +277,8 @@ def family(perf: pd.DataFrame, base: str, path: str,
             if c:
                 ax.tick_params(labelleft=False)
     fig.suptitle(f"{base}: one thread, per variant and op "
-                 f"({_ci_note(throughput_ci(df) is not None)})", fontsize=11)
-    _legend(fig, engines, bool(_unstable(df).any()))
+                 f"({ci_note(throughput_ci(df) is not None)})", fontsize=11)
+    _legend(fig, engines, bool(unstable_mask(df).any()))
     _save(fig, path)
     return None
 
@@ -290,7 +291,7 @@ def thread_scaling(perf: pd.DataFrame, path: str, machine: dict,
     with the machine's cores and its load during the run written on the chart."""
     df = perf.dropna(subset=["ids_per_s"])
     df = df[df["n_ids"] > 0].copy()
-    df["series"] = [" ".join(x for x in (b, _params_label(p), op) if x) for b, p, op in
+    df["series"] = [" ".join(x for x in (b, params_label(p), op) if x) for b, p, op in
                     zip(df["base_scenario"], df["params"], df["op"])]
     lines = [(key, g.sort_values("threads")) for key, g in df.groupby(["engine", "series"])
              if g["threads"].nunique() > 1]
@@ -360,7 +361,7 @@ def batch_scaling(perf: pd.DataFrame, path: str, base: str = "lookup_sweep") -> 
             ci = throughput_ci(g)
             if ci is not None:
                 ax.vlines(g["batch_size"], ci[0], ci[1], color=color, linewidth=1)
-            shaky = g[_unstable(g)]
+            shaky = g[unstable_mask(g)]
             if len(shaky):
                 ax.scatter(shaky["batch_size"], shaky["ids_per_s"], s=90, facecolors="none",
                            edgecolors="black", linewidths=0.8, zorder=3)

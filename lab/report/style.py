@@ -22,9 +22,15 @@ ENGINE_COLORS = {
     "native-gpu": "#2ca02c",
     "tensorflow": "#ff7f0e",
     "tfra": "#9467bd",
+    "torchrec": "#b5179e",
+    "tf-native": "#8c564b",
 }
-_SPARE = ("#8c564b", "#e377c2", "#17becf", "#bcbd22", "#d62728", "#393b79", "#637939",
+_SPARE = ("#e377c2", "#17becf", "#bcbd22", "#d62728", "#393b79", "#637939",
           "#843c39")
+
+# Every value axis and column says which way is better.
+HIGHER, LOWER = "higher is better", "lower is better"
+UP, DOWN = f"↑ {HIGHER}", f"↓ {LOWER}"
 
 STATUS_COLORS = {"pass": "#4caf50", "known_divergence": "#ff9800", "fail": "#e53935",
                  "skipped": "#d0d0d0"}

@@ -29,6 +29,22 @@ def fmt(value) -> str:
     return str(value)
 
 
+_TIME_UNITS = ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns"))
+
+
+def duration(seconds, low=None, high=None) -> str:
+    """A time in the unit that suits it, three significant digits, with its interval in the
+    same unit when given: 0.000245 -> '245 µs', (0.000245, 0.00023, 0.00026) ->
+    '245 µs [230–260]'. '' for a missing time."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return ""
+    scale, unit = next(((s, u) for s, u in _TIME_UNITS if seconds >= s), _TIME_UNITS[-1])
+    text = f"{seconds / scale:.3g} {unit}"
+    if low is not None and high is not None and math.isfinite(low) and math.isfinite(high):
+        text += f" [{low / scale:.3g}–{high / scale:.3g}]"
+    return text
+
+
 def inline(text) -> str:
     """Escaped HTML for one line of our prose: `code` spans become <code>."""
     return _CODE.sub(r"<code>\1</code>", html.escape(str(text)))

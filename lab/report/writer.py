@@ -17,10 +17,10 @@ import pandas as pd
 
 from lab.report import charts, ps_chart
 from lab.report.history import load_asv_history
+from lab.report.style import DOWN, HIGHER, UP
 from lab.report.tables import escape, html_table, inline, markdown
 
 REFERENCE = charts.REFERENCE
-UP, DOWN = "↑ higher is better", "↓ lower is better"
 FIXED_CHARTS = (
     ("parity_matrix.png", "Parity matrix"),
     ("thread_scaling.png", "Thread scaling"),
@@ -62,22 +62,49 @@ def not_run(result) -> pd.DataFrame:
 
 def _speedup_stats(perf: pd.DataFrame, engine: str, reference: str):
     """(geometric mean, min, max, count) of reference/engine median time over the
-    single-threaded scenario ops both timed, or None."""
+    single-threaded scenario ops both timed stably, and how many ops both timed in all; the
+    first is None when no op was timed stably on both sides."""
     df = perf[(perf["threads"] == 1) & (perf["n_ids"] > 0)]
+    df = df.assign(_stable=~charts.unstable_mask(df))
     key = ["scenario", "op_index"]
-    ref = df[df["engine"] == reference].set_index(key)["median_s"]
-    mine = df[df["engine"] == engine].set_index(key)["median_s"]
-    both = pd.concat([ref.rename("ref"), mine.rename("eng")], axis=1, join="inner").dropna()
-    both = both[(both["ref"] > 0) & (both["eng"] > 0)]
-    if both.empty:
-        return None
-    s = both["ref"] / both["eng"]
-    return float(np.exp(np.log(s).mean())), float(s.min()), float(s.max()), len(s)
+    ref = df[df["engine"] == reference].set_index(key)[["median_s", "_stable"]]
+    mine = df[df["engine"] == engine].set_index(key)[["median_s", "_stable"]]
+    both = ref.merge(mine, left_index=True, right_index=True,
+                     suffixes=("_ref", "_eng")).dropna()
+    both = both[(both["median_s_ref"] > 0) & (both["median_s_eng"] > 0)]
+    stable = both[both["_stable_ref"].astype(bool) & both["_stable_eng"].astype(bool)]
+    if stable.empty:
+        return None, len(both)
+    s = stable["median_s_ref"] / stable["median_s_eng"]
+    return (float(np.exp(np.log(s).mean())), float(s.min()), float(s.max()), len(s)), len(both)
+
+
+def _speedup_text(perf: pd.DataFrame, engine: str, reference: str) -> str:
+    stats, pairs = _speedup_stats(perf, engine, reference)
+    if stats is None:
+        return f"— (all {pairs} ops unstable)" if pairs else "—"
+    gm, lo, hi, n = stats
+    stable = "stable " if "unstable" in perf.columns else ""     # else: no flag recorded
+    left_out = f"; {pairs - n} unstable left out" if pairs > n else ""
+    return f"{gm:.3g}× ({lo:.3g}–{hi:.3g}× over {n} {stable}op{'s' * (n != 1)}{left_out})"
+
+
+def _unstable_count(perf: pd.DataFrame, engine: str) -> str:
+    rows = perf[perf["engine"] == engine]
+    if rows.empty:
+        return "—"
+    if "unstable" not in rows.columns:
+        return "not recorded"
+    return f"{int(charts.unstable_mask(rows).sum())} of {len(rows)}"
+
+
+UNSTABLE_COLUMN = "unstable timings (left out of the speedup)"
 
 
 def summary_table(result, reference: str = REFERENCE) -> pd.DataFrame:
-    """One row per engine that ran: parity counts, worst error and the speedup over the
-    reference (geometric mean over the scenario ops both timed, with its range)."""
+    """One row per engine that ran: parity counts, worst error, how many of its timing rows
+    are unstable, and the speedup over the reference (geometric mean over the scenario ops
+    both timed stably, with its range)."""
     s = result.parity_summary
     perf = result.perf_passing()
     rows = []
@@ -90,12 +117,8 @@ def summary_table(result, reference: str = REFERENCE) -> pd.DataFrame:
             worst_text = f"{worst:.0f}"
         else:                  # no ulp measured: storage ops only, exact unless one failed
             worst_text = "exact" if clean else "—"
-        if engine == reference:
-            speed = "— (the reference)"
-        else:
-            stats = _speedup_stats(perf, engine, reference)
-            speed = (f"{stats[0]:.3g}× ({stats[1]:.3g}–{stats[2]:.3g}× over {stats[3]} ops)"
-                     if stats else "—")
+        speed = ("— (the reference)" if engine == reference
+                 else _speedup_text(perf, engine, reference))
         rows.append({
             "engine": engine + (" (reference, vs its own second run)"
                                 if engine == reference else ""),
@@ -105,9 +128,32 @@ def summary_table(result, reference: str = REFERENCE) -> pd.DataFrame:
             "fail": int(counts.get("fail", 0)),
             "could not run": int(counts.get("skipped", 0)),
             "worst error (float32 ulp) " + DOWN: worst_text,
-            f"speedup over {reference} (geometric mean; × {UP.split(' ', 1)[1]})": speed,
+            UNSTABLE_COLUMN: _unstable_count(perf, engine),
+            f"speedup over {reference} (geometric mean over stable ops; × {HIGHER})": speed,
         })
     return pd.DataFrame(rows)
+
+
+def unstable_sentence(perf: pd.DataFrame, target: float | None = None,
+                      reference: str = REFERENCE) -> str:
+    """How many timing rows are unstable and what the summary does with them ("" when
+    nothing was timed)."""
+    if perf.empty:
+        return ""
+    if "unstable" not in perf.columns:
+        return ("This run's timing rows carry no stability flag (recorded before the timing "
+                "runner kept confidence intervals): the speedup uses every op.")
+    n, k = len(perf), int(charts.unstable_mask(perf).sum())
+    if "measure" in perf.columns and (perf["measure"] == "simulated").all():
+        return (f"All {n} rows are simulated costs (callgrind counts): they carry no sampling "
+                f"noise, so none is unstable.")
+    precision = f"±{target:.0%}" if target else "the precision target"
+    if k == 0:
+        return (f"All {n} timing rows are stable: each is known to {precision} "
+                f"(95% confidence).")
+    return (f"{k} of {n} timing rows are unstable: their 95% confidence interval is wider "
+            f"than {precision} (a busy machine makes timings noisy). The speedup leaves them "
+            f"out: it uses only the ops timed stably on both the engine and `{reference}`.")
 
 
 def _reason(note: str) -> str:
@@ -219,11 +265,10 @@ def _draw(drawer, path: str):
 
 def write_report(result, out_dir: str, asv_results: str = ".asv/results",
                  with_oracle: bool = True) -> dict:
-    """Write every file; returns {'html', 'markdown', 'images', 'notes', 'summary'}."""
-    os.makedirs(out_dir, exist_ok=True)
+    """Write every file; returns {'html', 'markdown', 'data' (the data files' names),
+    'images', 'notes', 'summary', 'unstable' (the sentence on unstable timings)}."""
+    data = result.write_files(out_dir)
     perf = result.perf_passing()
-    result.parity_rows.to_csv(os.path.join(out_dir, "parity.csv"), index=False)
-    perf.to_csv(os.path.join(out_dir, "perf.csv"), index=False)
     for stale in os.listdir(out_dir):          # family charts of an older run
         if stale.startswith("family_") and stale.endswith(".png"):
             os.unlink(os.path.join(out_dir, stale))
@@ -253,8 +298,9 @@ def write_report(result, out_dir: str, asv_results: str = ".asv/results",
             notes[name] = why
     oracle, oracle_note = oracle_table() if with_oracle else (None, "not requested")
     summary = summary_table(result)
-    sections = _sections(result, summary, perf, hist, images, notes, families, oracle,
-                         oracle_note)
+    unstable = unstable_sentence(perf, (result.meta.get("sampling") or {}).get("target"))
+    sections = _sections(result, summary, unstable, perf, hist, images, notes, families,
+                         oracle, oracle_note)
     links = explanation_links(result, out_dir)
     if links:
         sections.append(("Explanations (`hashlab explain`)",
@@ -268,8 +314,8 @@ def write_report(result, out_dir: str, asv_results: str = ".asv/results",
         f.write(_html(result, sections))
     with open(md_path, "w", encoding="utf-8") as f:
         f.write(_markdown(result, sections))
-    return {"html": html_path, "markdown": md_path, "images": images, "notes": notes,
-            "summary": summary}
+    return {"html": html_path, "markdown": md_path, "data": data, "images": images,
+            "notes": notes, "summary": summary, "unstable": unstable}
 
 
 def explanation_links(result, out_dir: str) -> list[str]:
@@ -288,7 +334,7 @@ def explanation_links(result, out_dir: str) -> list[str]:
     return links
 
 
-def _sections(result, summary, perf, hist, images, notes, families, oracle,
+def _sections(result, summary, unstable, perf, hist, images, notes, families, oracle,
               oracle_note) -> list:
     """[(title, paragraphs, [(kind, payload)])] shared by the HTML and Markdown output.
     kind: 'table' / 'tall' (DataFrame), 'image' (file name), 'note' or 'list' (text), 'links'
@@ -305,7 +351,8 @@ def _sections(result, summary, perf, hist, images, notes, families, oracle,
     out = [
         ("Summary", [f"Engines that ran, over every scenario. The speedup compares median "
                      f"times with the `{REFERENCE}` reference on the same scenario op "
-                     f"(one thread; pairs that passed parity only)."],
+                     f"(one thread; pairs that passed parity only)."]
+         + ([unstable] if unstable else []),
          [("table", summary)]),
         ("Engines not run", ["Listed once here; they appear nowhere else in the report."],
          [("table", not_run(result))]),
@@ -343,9 +390,11 @@ def _sections(result, summary, perf, hist, images, notes, families, oracle,
          + [("tall", perf_view(perf))]),
         ("Sharded tables (TensorFlow's distributed runtime)",
          ["The sharded_* scenarios on an in-process cluster on loopback: ps = parameter-server "
-          "tasks, 0 = no cluster. Engines that cannot shard run one local table. The last "
-          "column is the RPC hop: time at ps=1 over time at ps=0. On a small shared machine "
-          "this measures overhead, not scaling (docs/tfops.md)."],
+          "tasks, local = the same op library without a cluster. Engines that cannot shard "
+          "run one local table. The table gives the median time per call at each ps value "
+          "with its 95% confidence interval; its last column is the RPC hop, the time at "
+          "ps=1 over the local time. On a small shared machine this measures overhead, not "
+          "scaling (docs/tfops.md)."],
          [img("ps_scaling.png"), ("table", ps_chart.rpc_hop_table(perf))]),
         ("TensorFlow optimizer oracle",
          ["TF's own training kernels against the reference's optimizer math "

@@ -15,6 +15,8 @@ run by default, with `--full` or with `--quick`.
   the gate compares runs of its own profile only).
 - `engines`: the engines it is meant for when the command gets no `--engines` (None: all).
 - `sampling`: overrides of the wall-clock `lab.timing.Sampling` settings (e.g. `rounds`).
+- `ab`: what `hashlab ab` does differently with this profile: `rounds`, `alpha`, and
+  `sampling` overrides applied on top of `sampling`.
 - `memory`: also measure each op's memory (peak and bytes allocated, `lab.timing.memory`) in
   a pass after the timing, for the gate to compare (`hashlab bench --no-memory` leaves it
   out).
@@ -73,7 +75,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                        "about 0.1-30 ms on native-cpu, one thread, in ten short rounds (a fresh "
                        "table each round, spread over the run). About 1.5 minutes on a 2-core "
                        "machine, parity included.",
-        "out": None,
+        "out": "reports/gate",
         "quick": False,
         "scenarios": ("storage_ops", "monolith_optimize[threads=1,dedup=True]",
                       "lookup_sweep[batch_size=10000,dim=32]", "optimizer_sweep[optimizer=adam]",
@@ -95,13 +97,17 @@ PROFILES: dict[str, dict[str, Any]] = {
         # Ten short rounds instead of one long one: a second run differs from the first by
         # the spread between rounds (fresh tables, other moments), which one round cannot show.
         "sampling": {"rounds": 10, "min_samples": 5, "cap_s": 0.4, "warmup_s": 0.2},
+        # `hashlab ab`: base and head step by step in one window, so a round's paired ratio
+        # is known from fewer samples; the rounds are what the paired test needs
+        # (lab.gate.paired.min_rounds_for: 12 for this profile's 20 gated ops at alpha 0.01).
+        "ab": {"rounds": 12, "sampling": {"cap_s": 0.25, "warmup_s": 0.1}},
         # Peak memory and bytes allocated per op, gated like time (after the timing).
         "memory": True,
     },
 }
 
 _DEFAULT_RULES = {"description": "", "out": None, "quick": False, "scenarios": None,
-                  "resize": {}, "rename": True, "engines": None, "sampling": {},
+                  "resize": {}, "rename": True, "engines": None, "sampling": {}, "ab": {},
                   "memory": False}
 
 

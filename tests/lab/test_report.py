@@ -68,20 +68,58 @@ def _asv_results(root):
     return root
 
 
+SHARDED_ENGINES = ("numpy", "native-cpu")
+
+
+def sharded_rows(perf: pd.DataFrame) -> pd.DataFrame:
+    """Timing rows of the sharded_lookup sweep over ps 0-4 for numpy and native-cpu, shaped
+    like the runner's (the real sweep needs TensorFlow's cluster: tests/tfops/cluster);
+    native-cpu at ps=4 is unstable."""
+    template = perf.iloc[0].to_dict()
+    rows = []
+    for engine in SHARDED_ENGINES:
+        for ps in (0, 1, 2, 4):
+            median = (1e-3 if engine == "numpy" else 2.45e-4) * (1 + 0.2 * ps)
+            rows.append({**template, "engine": engine, "scenario": f"sharded_lookup[ps={ps}]",
+                         "base_scenario": "sharded_lookup", "op": "lookup", "op_index": 0,
+                         "threads": 1, "n_ids": 2000, "batch_size": 2000, "median_s": median,
+                         "ids_per_s": 2000 / median, "ci_low_s": median * 0.9,
+                         "ci_high_s": median * 1.15, "ratio_to_baseline": median / 1e-4,
+                         "ratio_ci_low": median / 1e-4 * 0.9,
+                         "ratio_ci_high": median / 1e-4 * 1.15,
+                         "unstable": engine == "native-cpu" and ps == 4,
+                         "params": json.dumps({"ps": ps}), "parity": "pass", "measure": "wall"})
+    return pd.DataFrame(rows)
+
+
+def report_perf(suite) -> pd.DataFrame:
+    """The suite's timing rows with synthesised CIs (so which rows are unstable does not
+    depend on the machine's load), plus a sharded sweep."""
+    perf = with_ci(suite.perf)
+    return pd.concat([perf, sharded_rows(perf)], ignore_index=True)
+
+
+def unstable_counts(perf: pd.DataFrame) -> dict:
+    """engine -> (unstable rows, rows) among the rows the report shows."""
+    shown = perf[perf["parity"].isin(("pass", "known_divergence"))]
+    return {e: (int(g["unstable"].sum()), len(g)) for e, g in shown.groupby("engine")}
+
+
 @pytest.fixture
 def report(suite, tmp_path_factory, monkeypatch):
-    """(folder, write_report's answer) of one report of `suite`, written once: with an
-    oracle table, asv history, and a resized scenario in its sizes."""
+    """(folder, write_report's answer, the result) of one report of `suite`, written once:
+    with an oracle table, asv history, a resized scenario in its sizes, a sharded sweep, and
+    timing rows whose stability does not depend on the machine (`report_perf`)."""
     if "report" not in _RUNS:
         root = tmp_path_factory.mktemp("report")
         monkeypatch.setattr(writer, "oracle_table", lambda: (ORACLE, None))
-        result = dataclasses.replace(suite, meta={
+        result = dataclasses.replace(suite, perf=report_perf(suite), meta={
             **suite.meta, "resized": RESIZED,
             "sizes": [{"scenario": "checkpoint_4m[prefill=80000]", "prefill": 80_000,
                        "batch_size": 1024, "steps": 1, "warmup": 0, "threads": 1}]})
         written = writer.write_report(result, str(root / "out"),
                                       asv_results=str(_asv_results(root / "asv")))
-        _RUNS["report"] = (root / "out", written)
+        _RUNS["report"] = (root / "out", written, result)
     return _RUNS["report"]
 
 
@@ -127,13 +165,15 @@ class Captured:
 # ---- files and page ---------------------------------------------------------------------
 
 def test_report_files_and_images(suite, report):
-    out, written = report
-    for name in ("index.html", "report.md", "parity.csv", "perf.csv"):
+    out, written, _ = report
+    for name in ("index.html", "report.md", "parity.csv", "perf.csv", "bench.json"):
         assert (out / name).stat().st_size > 0
+    assert written["data"] == ["bench.json", "parity.csv", "perf.csv"]
     page = (out / "index.html").read_text()
     images = re.findall(r"<img src='([^']+)'", page)
     assert {"parity_matrix.png", "thread_scaling.png", "batch_scaling.png", "history.png",
-            "family_lookup_sweep.png", "family_tiny_training.png"} <= set(images)
+            "family_lookup_sweep.png", "family_tiny_training.png", "ps_scaling.png"} \
+        <= set(images)
     assert set(images) == set(written["images"])
     for name in images:
         data = (out / name).read_bytes()
@@ -202,6 +242,8 @@ def test_column_names_carry_units_and_direction(suite):
 
 
 def test_summary_counts_only_engines_that_ran(suite):
+    # (which rows are unstable, and so the speedup's text, depends on the machine's load
+    # here: test_summary_says_how_many_timings_are_unstable_and_leaves_them_out checks both)
     summary = writer.summary_table(suite)
     engines = [e.split(" ")[0] for e in summary["engine"]]
     assert engines == ["numpy", "native-cpu", "test-one-ulp-lookup"]
@@ -211,11 +253,87 @@ def test_summary_counts_only_engines_that_ran(suite):
     assert rows["test-one-ulp-lookup"]["fail"] >= 1
     assert rows["native-cpu"]["pass"] == 8 and rows["native-cpu"]["could not run"] == 0
     speed = [c for c in summary.columns if c.startswith("speedup")][0]
-    assert re.match(r"[\d.]+× \([\d.]+–[\d.]+× over \d+ ops\)", rows["native-cpu"][speed])
+    assert re.fullmatch(r"[\d.]+× \([\d.]+–[\d.]+× over \d+ stable ops?(; \d+ unstable left "
+                        r"out)?\)|— \(all \d+ ops unstable\)", rows["native-cpu"][speed])
     not_run = writer.not_run(suite)
     assert not_run.values.tolist() == [["ghost", "not built here: run `make ghost`"]]
     grouped = writer.could_not_run(suite)
     assert grouped.values.tolist()[0][:3] == ["numpy", "threads not declared", 1]
+
+
+def _expected_speedup(perf: pd.DataFrame, engine: str, reference: str = "numpy") -> str:
+    """The summary's speedup text, computed here from the rows: reference time over engine
+    time for each single-threaded op both timed, over the pairs where neither is unstable."""
+    one = perf[(perf["threads"] == 1) & (perf["n_ids"] > 0)
+               & perf["parity"].isin(("pass", "known_divergence"))]
+    ref = {(r.scenario, r.op_index): r for r in one[one["engine"] == reference].itertuples()}
+    ratios, pairs = [], 0
+    for r in one[one["engine"] == engine].itertuples():
+        base = ref.get((r.scenario, r.op_index))
+        if base is not None:
+            pairs += 1
+            if not (r.unstable or base.unstable):
+                ratios.append(base.median_s / r.median_s)
+    if not ratios:
+        return f"— (all {pairs} ops unstable)"
+    gm = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
+    n = len(ratios)
+    left = f"; {pairs - n} unstable left out" if pairs > n else ""
+    return (f"{gm:.3g}× ({min(ratios):.3g}–{max(ratios):.3g}× over {n} stable "
+            f"op{'s' * (n != 1)}{left})")
+
+
+def test_summary_says_how_many_timings_are_unstable_and_leaves_them_out(suite):
+    result = dataclasses.replace(suite, perf=report_perf(suite))
+    summary = writer.summary_table(result).set_index("engine")
+    speed = [c for c in summary.columns if c.startswith("speedup")][0]
+    assert "stable" in speed
+    counts = unstable_counts(result.perf)
+    assert any(k for k, _ in counts.values()) and any(k < n for k, n in counts.values())
+    for label, row in summary.iterrows():
+        k, n = counts[label.split(" ")[0]]
+        assert row[writer.UNSTABLE_COLUMN] == f"{k} of {n}", label
+    text = summary.loc["native-cpu", speed]
+    assert text == _expected_speedup(result.perf, "native-cpu")
+    assert "unstable left out" in text                  # the data has both kinds
+    k, n = (sum(v[i] for v in counts.values()) for i in (0, 1))
+    sentence = writer.unstable_sentence(result.perf_passing(), 0.05)
+    assert sentence.startswith(f"{k} of {n} timing rows are unstable") and "±5%" in sentence
+    # every timing unstable: no headline number at all
+    shaky = dataclasses.replace(result, perf=result.perf.assign(unstable=True))
+    summary = writer.summary_table(shaky).set_index("engine")
+    assert summary.loc["native-cpu", speed].startswith("— (all ")
+    assert summary.loc["native-cpu", writer.UNSTABLE_COLUMN] == \
+        f"{counts['native-cpu'][1]} of {counts['native-cpu'][1]}"
+    # every timing stable: every op counts, and the sentence says so
+    steady = dataclasses.replace(result, perf=result.perf.assign(unstable=False))
+    summary = writer.summary_table(steady).set_index("engine")
+    assert summary.loc["native-cpu", speed] == _expected_speedup(steady.perf, "native-cpu")
+    assert writer.unstable_sentence(steady.perf_passing()).startswith(f"All {n} timing rows")
+    # timing data from before the runner flagged stability: said so, every op used
+    old = dataclasses.replace(result, perf=without_ci(result.perf))
+    summary = writer.summary_table(old).set_index("engine")
+    assert summary.loc["native-cpu", writer.UNSTABLE_COLUMN] == "not recorded"
+    assert re.fullmatch(r"[\d.]+× \([\d.]+–[\d.]+× over \d+ ops\)",
+                        summary.loc["native-cpu", speed])
+    assert "no stability flag" in writer.unstable_sentence(old.perf_passing())
+
+
+def test_summary_of_page_and_markdown_count_the_unstable_rows(report):
+    out, written, result = report
+    counts = unstable_counts(result.perf)
+    k, n = (sum(v[i] for v in counts.values()) for i in (0, 1))
+    assert written["unstable"].startswith(f"{k} of {n} timing rows are unstable")
+    page = (out / "index.html").read_text()
+    summary = page.split("<h2>Summary</h2>")[1].split("<h2>")[0]
+    text = html.unescape(re.sub(r"<[^>]+>", "", summary))
+    assert written["unstable"].replace("`", "") in text
+    md = (out / "report.md").read_text()
+    md_summary = md.split("## Summary")[1].split("\n## ")[0]
+    assert written["unstable"] in md_summary
+    assert writer.UNSTABLE_COLUMN in md_summary and writer.UNSTABLE_COLUMN in summary
+    for engine, (k, n) in counts.items():
+        assert f"{k} of {n}" in md_summary, engine
 
 
 # ---- charts -----------------------------------------------------------------------------
@@ -338,6 +456,21 @@ def test_parity_matrix_engines_that_ran_and_text_matches_colour(suite, tmp_path,
     assert {"pass", "fail"} <= seen
 
 
+def test_ps_chart_as_written_uses_the_engine_colours(report):
+    """The PS-scaling PNG of the report, read back: each engine's own colour is drawn (numpy
+    grey, native-cpu blue), and none of matplotlib's default cycle that the chart used to
+    take (orange for the second engine, green, red) appears."""
+    import matplotlib.image as mpimg
+    out, written, _ = report
+    assert "ps_scaling.png" in written["images"]
+    pixels = (mpimg.imread(out / "ps_scaling.png")[..., :3] * 255).round().astype(int)
+    colours = {mcolors.to_hex(c / 255) for c in np.unique(pixels.reshape(-1, 3), axis=0)}
+    for engine in SHARDED_ENGINES:
+        assert mcolors.to_hex(style.engine_color(engine)) in colours, engine
+    for default in ("#ff7f0e", "#2ca02c", "#d62728"):
+        assert default not in colours, default
+
+
 def test_log_axis_always_has_two_labelled_ticks():
     import matplotlib.pyplot as plt
     for lo, hi in ((1.1, 1.3), (0.7, 3.0), (2e3, 9e7), (5e5, 3e7), (1e-3, 1e4)):
@@ -364,6 +497,19 @@ window.addEventListener("load", () => {
       return {boxRight: box.getBoundingClientRect().right, tableWidth: t.scrollWidth,
               boxWidth: box.clientWidth, boxScrolls: getComputedStyle(box).overflowX};
     })};
+  // the Summary section as the reader sees it: its paragraphs and its table
+  const heading = [...document.querySelectorAll("h2")].find(h => h.textContent === "Summary");
+  const paragraphs = [];
+  let table = null;
+  for (let el = heading.nextElementSibling; el && el.tagName !== "H2";
+       el = el.nextElementSibling) {
+    if (el.tagName === "P") paragraphs.push(el.innerText);
+    table = table || el.querySelector("table");
+  }
+  out.summary = {paragraphs,
+                 head: [...table.querySelectorAll("thead th")].map(th => th.innerText),
+                 rows: [...table.querySelectorAll("tbody tr")].map(
+                   tr => [...tr.children].map(td => td.innerText))};
   const pre = document.createElement("pre");
   pre.id = "probe";
   pre.textContent = JSON.stringify(out);
@@ -415,3 +561,12 @@ def test_page_in_a_real_browser_images_load_and_tables_stay_inside(report, width
         assert t["boxScrolls"] == "auto", t
     if width == 700:       # at this width some table is wider than its box, and scrolls
         assert any(t["tableWidth"] > t["boxWidth"] for t in seen["tables"])
+    # the summary, as rendered, says how many timing rows are unstable, per engine and in all
+    counts = unstable_counts(report[2].perf)
+    k, n = (sum(v[i] for v in counts.values()) for i in (0, 1))
+    assert any(p.startswith(f"{k} of {n} timing rows are unstable")
+               for p in seen["summary"]["paragraphs"]), seen["summary"]["paragraphs"]
+    column = seen["summary"]["head"].index(writer.UNSTABLE_COLUMN)
+    shown = {row[0].split(" ")[0]: row[column] for row in seen["summary"]["rows"]}
+    assert shown == {e: f"{counts[e][0]} of {counts[e][1]}" if e in counts else "—"
+                     for e in writer.ran_engines(report[2])}

@@ -23,7 +23,8 @@ def test_doc_example_prefills_and_runs(tmp_path, capsys):
     assert example.prefill > 0
     path = tmp_path / "my.toml"
     path.write_text(block)
-    assert main(["run", str(path), "--engines", "numpy", "--no-timing", "--no-progress"]) == 0
+    assert main(["run", str(path), "--engines", "numpy", "--no-timing", "--no-progress",
+                 "--out", str(tmp_path / "results")]) == 0
     printed = capsys.readouterr().out
     assert example.name in printed and "pass" in printed
 
@@ -77,4 +78,4 @@ def test_a_printed_scenario_runs(tmp_path, capsys):
     path = tmp_path / "filter.toml"
     path.write_text(capsys.readouterr().out)
     assert main(["run", str(path), "--engines", "numpy", "native-cpu", "--no-timing",
-                 "--no-progress"]) == 0
+                 "--no-progress", "--out", str(tmp_path / "results")]) == 0

@@ -30,21 +30,27 @@ CAUGHT_BY = {
 }
 
 
-def run_suite(tmp_path, engine: str, pythonpath: str, *extra, autoload=True):
-    """Run `pytest --pyargs engines.testing` in tmp_path; (exit code, output, junit testcases)."""
+def _env(pythonpath: str) -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("HASHLAB_ENGINES", "PYTEST_ADDOPTS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")}
     env["PYTHONPATH"] = pythonpath
-    plugin = []
-    if not autoload:
-        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-        plugin = ["-p", "engines.testing.plugin"]
+    return env
+
+
+# A config-time PytestAssertRewriteWarning (pytest failing to rewrite a module already imported,
+# such as an editable install's import hook) becomes an error that stops the run.
+NO_REWRITE_WARNING = ("-W", "error::pytest.PytestAssertRewriteWarning")
+
+
+def run_suite(tmp_path, engine: str, pythonpath: str, *extra):
+    """Run `pytest -p engines.testing.plugin --pyargs engines.testing` in tmp_path; (exit code,
+    output, junit testcases)."""
     junit = tmp_path / "junit.xml"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", *plugin, "--pyargs", "engines.testing",
-         "--hashlab-engine", engine, "-p", "no:cacheprovider", "-q", "-rs",
-         f"--junitxml={junit}", *extra],
-        cwd=tmp_path, env=env, capture_output=True, text=True)
+        [sys.executable, "-m", "pytest", *NO_REWRITE_WARNING, "-p", "engines.testing.plugin",
+         "--pyargs", "engines.testing", "--hashlab-engine", engine, "-p", "no:cacheprovider",
+         "-q", "-rs", f"--junitxml={junit}", *extra],
+        cwd=tmp_path, env=_env(pythonpath), capture_output=True, text=True)
     cases = ET.parse(junit).getroot().iter("testcase") if junit.exists() else []
     return proc.returncode, proc.stdout + proc.stderr, list(cases)
 
@@ -73,7 +79,7 @@ def test_plugin_catches_the_wrong_engine_exactly(tmp_path):
 
 def test_example_engine_passes_what_it_declares(tmp_path):
     code, out, cases = run_suite(tmp_path, "hashlab_example_dict:DictEngine", EXAMPLE,
-                                 "--hashlab-stateful-examples=20", autoload=False)
+                                 "--hashlab-stateful-examples=20")
     assert code == 0, out
     outcomes = [outcome(c) for c in cases]
     assert "failure" not in outcomes and "error" not in outcomes
@@ -97,3 +103,25 @@ def test_bad_engine_is_a_usage_error(tmp_path, engine, message):
     code, out, _ = run_suite(tmp_path, engine, HERE, "--collect-only")
     assert code == pytest.ExitCode.USAGE_ERROR, out
     assert message in out
+
+
+def test_pytest_outside_the_checkout_prints_no_rewrite_warning(tmp_path):
+    """Any pytest run in the lab's environment, from a folder outside the checkout (so none of
+    the repository's pytest settings apply): no PytestAssertRewriteWarning, in particular none
+    about an editable install's import hook (`_editable_skbc_hashtable_lab`, which pytest
+    would mark for rewriting if hashtable-lab declared a pytest11 entry point). The plugin
+    still loads with -p and adds its options. (With a non-editable install there is no import
+    hook to warn about.)"""
+    (tmp_path / "test_one.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
+    for plugin in ([], ["-p", "engines.testing.plugin"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rw", *plugin,
+             "test_one.py"], cwd=tmp_path, env=_env(HERE), capture_output=True, text=True)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out
+        assert "1 passed" in out, out
+        assert "PytestAssertRewriteWarning" not in out and "warning" not in out, out
+    helped = subprocess.run(
+        [sys.executable, "-m", "pytest", *NO_REWRITE_WARNING, "-p", "engines.testing.plugin",
+         "--help"], cwd=tmp_path, env=_env(HERE), capture_output=True, text=True)
+    assert helped.returncode == 0 and "--hashlab-engine" in helped.stdout, helped.stderr

@@ -68,7 +68,7 @@ def test_report_bench_and_gate_include_plugins(fake_plugins, tmp_path, monkeypat
                  "--save", str(bench), "--no-progress"]) == 0
     data = json.loads(bench.read_text())
     assert {e["label"] for e in data["engines"]} == {"test-good"}
-    assert main(["gate", str(bench), "--baseline", str(bench)]) == 0
+    assert main(["gate", str(bench), "--baseline", str(bench), "--allow-inconclusive"]) == 0
 
 
 def test_asv_engine_parameter_includes_plugins(fake_plugins, monkeypatch):

@@ -1,5 +1,6 @@
 """The "tfra" peer engine against the numpy reference: lookup, assign, size, SGD, Adagrad.
-Runs when the TFRA venv exists (`hashlab env create tfra`)."""
+Runs when the TFRA venv exists (`hashlab env create tfra`); what every peer must do is in
+tests/peer/test_peer_tables.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -71,28 +72,3 @@ def test_adagrad_matches_within_its_declared_divergence(tfra, dedup, wd):
     probe = np.arange(20, dtype=np.int64)
     np.testing.assert_allclose(t.lookup(probe), ref.lookup(probe), rtol=1e-5, atol=1e-7)
     assert "adagrad" in tfra.known_divergences
-
-
-def test_monolith_adagrad_vector(tfra):
-    t = tfra.create_table(engines.table_config(dim=2, optimizer="adagrad",
-                                               initial_accumulator_value=1.0),
-                          learning_rates=(0.1,))
-    t.apply_gradients(np.array([7], np.int64), np.array([[1, 2]], np.float32))
-    np.testing.assert_allclose(t.lookup(np.array([7], np.int64)),
-                               [[-0.07071067, -0.08944272]], atol=1e-6)
-
-
-def test_undeclared_is_refused(tfra):
-    with pytest.raises(ValueError, match="optimizer"):
-        tfra.create_table(engines.table_config(dim=2, optimizer="ftrl"))
-    t = tfra.create_table(engines.table_config(dim=1))
-    with pytest.raises(NotImplementedError, match="save"):
-        t.save("/tmp/never")
-    with pytest.raises(ValueError, match="grads"):              # validated on our side
-        t.apply_gradients(np.array([1], np.int64), np.array([[np.nan]], np.float32))
-
-
-def test_worker_errors_surface_with_their_message(tfra):
-    t = tfra.create_table(engines.table_config(dim=1))
-    with pytest.raises(RuntimeError, match="unknown op 'explode'"):
-        t._call("explode")

@@ -25,4 +25,4 @@ def test_sharded_scenarios_pass_parity_and_draw_the_chart(tmp_path):
     assert sorted(set(tf_rows.scenario)) == sorted(v.name for v in scenarios)
     out = write_report(result, str(tmp_path), with_oracle=False)
     assert "ps_scaling.png" in out["images"]
-    assert "rpc hop (ps=1 / ps=0)" in open(out["markdown"]).read()
+    assert "RPC hop: time at ps=1 ÷ local" in open(out["markdown"]).read()

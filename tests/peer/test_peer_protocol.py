@@ -1,5 +1,6 @@
-"""The tfra engine's pipe protocol and worker supervision. Runs without TFRA: fake workers
-run with this interpreter."""
+"""The peer engines' pipe protocol and worker supervision (engines/peer/). Runs without TFRA
+or torch: fake workers run with this interpreter, and the real workers answer protocol errors
+before they import their peer."""
 from __future__ import annotations
 
 import os
@@ -9,9 +10,13 @@ import textwrap
 import numpy as np
 import pytest
 
-from engines.tfra import protocol
-from engines.tfra.client import WORKER_SCRIPT, WorkerClient
-from engines.tfra.protocol import ProtocolError, WorkerDied, WorkerError
+from engines.peer import protocol
+from engines.peer.client import WorkerClient
+from engines.peer.protocol import ProtocolError, WorkerDied, WorkerError
+from engines.tfra.engine import TfraEngine
+from engines.torchrec.engine import TorchrecEngine
+
+PEERS = [TfraEngine, TorchrecEngine]
 
 PROTOCOL_PY = protocol.__file__
 
@@ -152,11 +157,12 @@ protocol.write_frame(1, dict(v=999, op=header["op"], id=header["id"], ok=True))
         WorkerClient(sys.executable, script, timeout=10)
 
 
-def test_real_worker_rejects_another_protocol_version():
-    """worker.py answers a wrong-version request with an error and keeps serving; it needs
-    neither TensorFlow nor TFRA for that."""
+@pytest.mark.parametrize("peer", PEERS, ids=lambda p: p.name)
+def test_real_worker_rejects_another_protocol_version(peer):
+    """A worker script answers a wrong-version request with an error and keeps serving; it
+    needs neither its peer's packages (TensorFlow, torch) nor our package for that."""
     import subprocess
-    proc = subprocess.Popen([sys.executable, WORKER_SCRIPT], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, peer.worker_script], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         protocol.write_frame(proc.stdin.fileno(), {"v": 0, "op": "hello", "id": 5})
@@ -219,9 +225,11 @@ def test_worker_that_never_starts(tmp_path):
         WorkerClient(sys.executable, str(script), timeout=10)
 
 
-def test_probe_without_venv(monkeypatch, tmp_path):
+@pytest.mark.parametrize("peer", PEERS, ids=lambda p: p.name)
+def test_probe_without_venv(monkeypatch, tmp_path, peer):
     import engines
-    monkeypatch.setenv("HASHLAB_TFRA_VENV", str(tmp_path / "nowhere"))
-    info = {i.name: i for i in engines.available()}["tfra"]
+    monkeypatch.setenv(peer.venv.env_var, str(tmp_path / "nowhere"))
+    info = {i.name: i for i in engines.available()}[peer.name]
     assert not info.available
-    assert "tfra venv not found at" in info.reason and "hashlab env create tfra" in info.reason
+    assert f"{peer.name} venv not found at" in info.reason
+    assert f"hashlab env create {peer.name}" in info.reason

@@ -1,4 +1,4 @@
-"""The engine's side of the worker connection: start, handshake, request, detect death."""
+"""A peer engine's side of the worker connection: start, handshake, request, detect death."""
 from __future__ import annotations
 
 import itertools
@@ -10,25 +10,30 @@ import time
 
 import numpy as np
 
-from engines.tfra import protocol
-from engines.tfra.protocol import ProtocolError, WorkerDied, WorkerError
+from engines.peer import protocol
+from engines.peer.protocol import ProtocolError, WorkerDied, WorkerError
 
-WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
+# Reply header fields that are the protocol's own; the rest of the handshake reply is versions.
+_FRAME_FIELDS = frozenset({"v", "op", "id", "ok", "seconds", "arrays", "pid"})
 
 
 class WorkerClient:
     """One worker process. `request()` is serialised by a lock; every read has a deadline
     and checks that the process is alive, so a dead or hung worker raises WorkerDied (with
-    the tail of its stderr) instead of blocking forever."""
+    the tail of its stderr) instead of blocking forever. `label` names the worker in errors
+    ("TFRA worker"); `env` adds to the environment the worker starts with."""
 
-    def __init__(self, python: str, script: str = WORKER_SCRIPT, timeout: float = 600.0,
-                 start_timeout: float = 180.0):
+    def __init__(self, python: str, script: str, timeout: float = 600.0,
+                 start_timeout: float = 180.0, label: str = "peer worker",
+                 env: dict[str, str] | None = None):
         self.timeout = timeout
+        self.label = label
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._dropped: list[int] = []   # tables collected since the last request
         self._log = tempfile.TemporaryFile()
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+                   **(env or {}))
         self.proc = subprocess.Popen([python, script], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log, env=env)
         self.last_worker_seconds = 0.0
@@ -38,7 +43,7 @@ class WorkerClient:
         except BaseException:
             self.close()
             raise
-        self.versions = {k: reply[k] for k in ("tf", "tfra", "numpy", "python") if k in reply}
+        self.versions = {k: v for k, v in reply.items() if k not in _FRAME_FIELDS}
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -52,7 +57,7 @@ class WorkerClient:
         code = self.proc.poll()
         status = f"exit code {code}" if code is not None else "still running, not answering"
         tail = self.stderr_tail()
-        return WorkerDied(f"TFRA worker (pid {self.proc.pid}) {why} ({status})"
+        return WorkerDied(f"{self.label} (pid {self.proc.pid}) {why} ({status})"
                           + (f"; its stderr ends with:\n{tail}" if tail else ""))
 
     def forget_table(self, table_id: int) -> None:
@@ -97,7 +102,7 @@ class WorkerClient:
             raise ProtocolError(f"reply {header.get('op')!r}#{header.get('id')} does not "
                                 f"answer request {op!r}#{rid}")
         if not header.get("ok"):
-            raise WorkerError(f"TFRA worker failed {op!r}: {header.get('error')}\n"
+            raise WorkerError(f"{self.label} failed {op!r}: {header.get('error')}\n"
                               f"{header.get('traceback', '')}".rstrip())
         self.last_worker_seconds = float(header.get("seconds", 0.0))
         self.last_ipc_seconds = max(0.0, total - self.last_worker_seconds)
@@ -118,4 +123,4 @@ class WorkerClient:
         self._log.close()
 
 
-__all__ = ["WORKER_SCRIPT", "WorkerClient", "WorkerDied", "WorkerError", "ProtocolError"]
+__all__ = ["WorkerClient", "WorkerDied", "WorkerError", "ProtocolError"]

@@ -1,4 +1,4 @@
-"""The pipe protocol between the "tfra" engine and its worker process.
+"""The pipe protocol between a peer engine ("tfra", "torchrec") and its worker process.
 
 One frame = `uint64 LE body length` + body; body = `uint32 LE header length` + UTF-8 JSON
 header + the raw bytes of the frame's arrays, back to back. The header carries
@@ -6,8 +6,8 @@ header + the raw bytes of the frame's arrays, back to back. The header carries
 "dtype", "shape"}...]}`; a reply repeats op and id and adds `"ok"` (and `"error"` with the
 worker's message and traceback when not ok) and `"seconds"` (worker-side time of the op).
 
-This module imports only the standard library and numpy: the worker loads it by file path
-inside the TFRA venv (numpy 1.26, no access to our package).
+This module imports only the standard library and numpy: a worker loads it by file path inside
+its peer's venv (the TFRA venv has numpy 1.26 and no access to our package).
 """
 from __future__ import annotations
 
