@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from lab.explain.summary import LABELS, mib, ms, num
+from lab.explain.summary import LABELS, memory_text, ms, num
 
 CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1250px}"
        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
@@ -63,12 +63,9 @@ def render(data: dict) -> str:
                 if w:
                     parts.append(f"<p>Wall clock while sampled: {ms(w['engine_s'])} a call, "
                                  f"baseline {ms(w['baseline_s'])} ({w['calls']} calls).</p>")
-                m = op.get("memory")
-                if m:
-                    parts.append(f"<p>Memory per call (median): peak "
-                                 f"{mib(m.get('mem_peak_bytes'))}, allocated "
-                                 f"{mib(m.get('mem_alloc_bytes'))}, resident set "
-                                 f"+{mib(m.get('mem_rss_bytes'))}.</p>")
+                if op.get("memory"):
+                    parts.append(f"<p>Memory per call (median): "
+                                 f"{escape(memory_text(op['memory']))}.</p>")
             if eng.get("wall_svg"):
                 parts.append(f"<h3>Wall clock, every op</h3><p><img src='"
                              f"{escape(eng['wall_svg'])}' alt='{escape(eng['wall_svg'])}'>"

@@ -19,6 +19,12 @@ def num(v) -> str:
     return "-" if v is None else f"{v:,.2f}"
 
 
+def memory_text(m: dict) -> str:
+    """An op's memory figures (`lab.timing.memory` columns) in words."""
+    return (f"peak {mib(m.get('mem_peak_bytes'))}, allocated {mib(m.get('mem_alloc_bytes'))}, "
+            f"resident set +{mib(m.get('mem_rss_bytes'))}")
+
+
 def _counted(c: dict, indent: str) -> list[str]:
     unit = c["unit"]
     mine, theirs = c["engine"].get("per_unit", {}), c["baseline_figures"].get("per_unit", {})
@@ -65,12 +71,8 @@ def render(data: dict, out_dir: str) -> str:
                     lines.append(f"    wall clock while sampled: {ms(w['engine_s'])} a call, "
                                  f"baseline {ms(w['baseline_s'])}{ratio}; "
                                  f"{w['calls']} calls, {w['samples']:.0f} samples")
-                m = op.get("memory")
-                if m:
-                    lines.append(f"    memory per call (median): peak "
-                                 f"{mib(m.get('mem_peak_bytes'))}, allocated "
-                                 f"{mib(m.get('mem_alloc_bytes'))}, resident set +"
-                                 f"{mib(m.get('mem_rss_bytes'))}")
+                if op.get("memory"):
+                    lines.append(f"    memory per call (median): {memory_text(op['memory'])}")
             if eng.get("wall_svg"):
                 lines.append(f"  wall-clock flame graph: {out_dir}/{eng['wall_svg']}")
     lines += ["", f"wrote {out_dir}/explain.json, {out_dir}/index.html and the SVGs"]
