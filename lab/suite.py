@@ -25,6 +25,7 @@ class SuiteResult:
     perf: pd.DataFrame
     engines: list
     meta: dict
+    profiles: list = dataclasses.field(default_factory=list)   # per-op profiles, if kept
 
     def failed(self) -> bool:
         return bool((self.parity_summary["status"] == parity.FAIL).any())
@@ -34,8 +35,11 @@ class SuiteResult:
         return self.perf[self.perf["parity"].isin(PERF_STATUSES)]
 
     def to_json(self) -> dict:
-        return {"schema": SCHEMA, **self.meta, "engines": self.engines,
-                "results": _records(self.perf), "parity": _records(self.parity_summary)}
+        out = {"schema": SCHEMA, **self.meta, "engines": self.engines,
+               "results": _records(self.perf), "parity": _records(self.parity_summary)}
+        if self.profiles:
+            out["profiles"] = self.profiles
+        return out
 
     def save(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as f:
@@ -83,10 +87,14 @@ def sampling_for(profile: str | None = None, quick: bool = False,
 def run_suite(scenarios, choices, unusable=(), *, quick: bool = False, timing_on: bool = True,
               progress: bool = False, measure: str = timing.WALL,
               sampling: timing.Sampling | None = None, imports=(),
-              profile: str | None = None) -> SuiteResult:
+              profile: str | None = None, memory: bool = False,
+              wall_profiles: bool = False) -> SuiteResult:
     """Parity, then timing of what parity could run. `measure`: "wall" (seconds, paired and
     adaptive per `sampling`; default: `sampling_for(profile, quick)`) or "simulated"
-    (callgrind costs). `imports`: modules the simulated child imports (test-only engines)."""
+    (callgrind costs). `imports`: modules the simulated child imports (test-only engines).
+    `memory`: then measure each op's memory in a pass of its own (`lab.timing.memory`).
+    `wall_profiles` (wall-clock runs): then sample each op with py-spy for the gate's
+    differential profiles (`lab.explain.sampled.wall_profiles`)."""
     started = time.perf_counter()
     load_start = os.getloadavg()
     code = timing.git_info()          # the commit measured: read before a long run, not after
@@ -94,13 +102,23 @@ def run_suite(scenarios, choices, unusable=(), *, quick: bool = False, timing_on
         sampling = sampling_for(profile, quick)
     rows = parity.run_parity(scenarios, choices, unusable, progress=progress)
     summary = parity.summarize(rows)
+    profiles: list = []           # simulated runs keep every op's profile
     # Time what parity could run: not the skipped pairs, not the ones that crashed.
     no_time = {(r.engine, r.scenario) for r in summary.itertuples()
                if r.status == parity.SKIPPED or str(r.note).startswith("error:")
                or "] error:" in str(r.note)}
     perf = (timing.run_timing(scenarios, choices, no_time, progress=progress, measure=measure,
-                              sampling=sampling, imports=imports) if timing_on
+                              sampling=sampling, imports=imports,
+                              profiles=profiles if measure == timing.SIMULATED else None)
+            if timing_on
             else pd.DataFrame(columns=timing.COLUMNS))
+    timed = [(s, c) for s in scenarios for c in choices if (c.label, s.name) not in no_time]
+    if memory and timing_on and len(perf):
+        from lab.timing.memory import add_memory
+        perf = add_memory(perf, timed, progress=progress)
+    if wall_profiles and timing_on and measure == timing.WALL:
+        from lab.explain.sampled import wall_profiles as sample_profiles
+        profiles.extend(sample_profiles(timed, progress=progress))
     perf = _with_parity(perf, summary)
     engines_info = ([{"label": c.label, "name": c.name, "options": c.options,
                       "available": True, "reason": "",
@@ -112,9 +130,10 @@ def run_suite(scenarios, choices, unusable=(), *, quick: bool = False, timing_on
             "quick": quick, "machine": timing.machine_info(), "git": code,
             "scenarios": [s.name for s in scenarios], "profile": profile,
             "measure": measure, "sampling": dataclasses.asdict(sampling),
+            "memory": "memray" if memory and timing_on else None,
             "load_avg": {"start": list(load_start), "end": list(os.getloadavg())},
             "wall_seconds": round(time.perf_counter() - started, 2)}
-    return SuiteResult(rows, summary, perf, engines_info, meta)
+    return SuiteResult(rows, summary, perf, engines_info, meta, profiles)
 
 
 MAX_BENCH_BYTES = 256 << 20

@@ -61,9 +61,12 @@ def run_ab(base: BuildSpec, heads: list[BuildSpec], *, profile: str = "gate",
            measure: str = "wall", threshold: float | None = None, alpha: float | None = None,
            counter_thresholds: dict | None = None, allow_inconclusive: bool = False,
            seed: int = 0, imports=(), cache: str | None = None, cuda: bool = False,
-           restart_every: int = 1, log=print) -> AbOutcome:
+           restart_every: int = 1, log=print, memory_threshold: float | None = None
+           ) -> AbOutcome:
     """Build (or find) every build, measure the profile's scenarios on `engine` in all of
-    them, and gate each head against the base."""
+    them, and gate each head against the base. Every head's verdicts also carry the
+    environment differences, memory verdicts (when both measured it) and the differential
+    profiles of its regressions (`lab.gate.compare.annotate`)."""
     from lab.gate import paired
     from lab.scenarios.profiles import profile_scenarios, rules
     from lab.suite import sampling_for
@@ -78,7 +81,7 @@ def run_ab(base: BuildSpec, heads: list[BuildSpec], *, profile: str = "gate",
     alpha = ab_rules.get("alpha", paired.DEFAULT_ALPHA) if alpha is None else alpha
     if measure == "simulated":
         return _simulated(builds, engine, imports, threshold, counter_thresholds,
-                          allow_inconclusive, profile, log)
+                          allow_inconclusive, profile, log, memory_threshold)
     sampling = dataclasses.replace(sampling_for(profile), **ab_rules.get("sampling", {}))
     n_ops = sum(1 for s in scenarios for op in s.ops if op.op != "size")
     rounds = rounds or max(ab_rules.get("rounds", 0), paired.min_rounds_for(n_ops, alpha))
@@ -87,8 +90,11 @@ def run_ab(base: BuildSpec, heads: list[BuildSpec], *, profile: str = "gate",
     session_id = uuid.uuid4().hex
     results = {arm: _bench_json(arm, session, scenarios, engine, builds[arm], sampling,
                                 profile, mode, session_id) for arm in builds}
-    gates = {arm: paired.gate(session, scenarios, engine, threshold, alpha,
-                              allow_inconclusive, head=arm) for arm in builds if arm != BASE}
+    from lab.gate.compare import annotate
+    gates = {arm: annotate(paired.gate(session, scenarios, engine, threshold, alpha,
+                                       allow_inconclusive, head=arm),
+                           results[arm], results[BASE], (arm, BASE), memory_threshold)
+             for arm in builds if arm != BASE}
     meta = {"mode": mode, "rounds": rounds, "seconds": round(session.seconds, 1),
             "schedule": session.schedule, "load_avg": session.load, "alpha": alpha,
             "seed": seed, "profile": profile, "engine": engine,
@@ -129,7 +135,7 @@ def _bench_json(arm, session, scenarios, engine, build, sampling, profile, mode,
 
 
 def _simulated(builds, engine, imports, threshold, counter_thresholds, allow_inconclusive,
-               profile, log) -> AbOutcome:
+               profile, log, memory_threshold=None) -> AbOutcome:
     """Each build's profile counted under callgrind, then each head compared with the base
     counter by counter."""
     from lab.gate import compare
@@ -141,10 +147,14 @@ def _simulated(builds, engine, imports, threshold, counter_thresholds, allow_inc
         started = time.perf_counter()
         log(f"ab: {arm}: counting the profile under callgrind")
         results[arm] = _simulated_json(build, engine, profile)
+        # The build's own bench ran outside the checkout: say which code it was.
+        results[arm]["git"] = {"commit": build.commit, "dirty": build.dirty}
+        results[arm]["ab"] = {"arm": arm, "mode": "simulated", "build": build.as_dict()}
         seconds += time.perf_counter() - started
     gates = {arm: compare(results[arm], results[BASE], threshold, names=(arm, BASE),
                           counter_thresholds=counter_thresholds,
-                          allow_inconclusive=allow_inconclusive)
+                          allow_inconclusive=allow_inconclusive,
+                          memory_threshold=memory_threshold)
              for arm in builds if arm != BASE}
     meta = {"mode": "simulated", "rounds": 1, "seconds": round(seconds, 1),
             "profile": profile, "engine": engine}

@@ -4,4 +4,4 @@ Every module defines `NAME`, `HELP`, `setup(parser)` (its arguments) and `run(ar
 (its exit status: 0 success, 1 a failed check, 2 bad usage; see `lab.commands.common`).
 `lab.cli` builds the parser from `MODULES`, in this order.
 """
-MODULES = ("engines", "scenarios", "report", "bench", "run", "gate", "ab", "env")
+MODULES = ("engines", "scenarios", "report", "bench", "run", "gate", "ab", "explain", "env")

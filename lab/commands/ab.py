@@ -36,6 +36,18 @@ def _counter_threshold(text: str) -> tuple[str, float]:
                          f"got {text!r}") from None
 
 
+def _annotations(gate) -> dict:
+    """What ab.json keeps of a head's environment, memory and differential profiles."""
+    memory = gate.memory
+    return {"environment": [{"field": k, "base": b, "head": h} for k, b, h in gate.environment],
+            "machines_differ": gate.machines_differ,
+            "memory": (json.loads(memory.to_json(orient="records"))
+                       if memory is not None else []),
+            "differential": [{"engine": k[0], "scenario": k[1], "op": k[2], "op_index": k[3],
+                              "threads": k[4], **d.as_dict()}
+                             for k, d in gate.profiles.items()]}
+
+
 def setup(p) -> None:
     from lab.ab import MODES
     from lab.scenarios.profiles import PROFILES
@@ -76,11 +88,14 @@ def setup(p) -> None:
     p.add_argument("--cuda", action="store_true",
                    help="also build the CUDA module of git refs (off: only CPU engines)")
     p.add_argument("--verbose", action="store_true", help="also print every op's comparison")
+    from lab.commands.gate import add_report_options
+    add_report_options(p)
 
 
 def run(args) -> int:
     from lab.ab import BuildError, BuildSpec, head_labels, run_ab
-    from lab.gate import GateUsageError, render
+    from lab.commands.gate import print_result
+    from lab.gate import GateUsageError
     if args.rounds is not None and args.rounds < 6:
         raise UsageError(f"--rounds must be >= 6 (a paired test needs them), got {args.rounds}")
     check_measure(args.measure)
@@ -91,10 +106,17 @@ def run(args) -> int:
             profile=args.profile, engine=args.engine, mode=args.mode, rounds=args.rounds,
             measure=args.measure, threshold=args.threshold, alpha=args.alpha,
             counter_thresholds=limits or None, allow_inconclusive=args.allow_inconclusive,
-            seed=args.seed, cache=args.cache, cuda=args.cuda)
+            seed=args.seed, cache=args.cache, cuda=args.cuda,
+            memory_threshold=args.memory_threshold)
     except (BuildError, GateUsageError, ValueError) as exc:
         raise UsageError(f"ab: {exc}") from exc
     os.makedirs(args.out, exist_ok=True)
+    labels = head_labels(len(args.heads))
+    for label in labels:                 # differential flame graphs, before ab.json names them
+        from lab.gate import differential
+        differential.write_svgs(outcome.gates[label].profiles,
+                                os.path.join(args.diff_dir or args.out, f"{label}-diff"),
+                                names=("base", label))
     for arm, data in outcome.results.items():
         with open(os.path.join(args.out, f"{arm}.json"), "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1)
@@ -102,15 +124,17 @@ def run(args) -> int:
                "builds": {a: b.as_dict() for a, b in outcome.builds.items()},
                "heads": {label: {"spec": text, "exit_code": gate.exit_code,
                                  "missing": gate.missing,
-                                 "verdicts": json.loads(gate.perf.to_json(orient="records"))}
+                                 "verdicts": json.loads(gate.perf.to_json(orient="records")),
+                                 **_annotations(gate)}
                          for (label, gate), text in zip(outcome.gates.items(), args.heads)}}
     with open(os.path.join(args.out, "ab.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1)
-    labels = head_labels(len(args.heads))
     for label, text in zip(labels, args.heads):
-        if len(labels) > 1:
+        if len(labels) > 1 and args.format == "text":
             print(f"\n== {label}: {text} against {args.base} ==")
-        print(render(outcome.gates[label], verbose=args.verbose))
+        print_result(outcome.gates[label], args, os.path.join(args.diff_dir or args.out,
+                                                               f"{label}-diff"),
+                     title=f"hashlab ab: {text} against {args.base}")
     for arm, build in outcome.builds.items():
         print(f"{arm}: {build.description}")
     print(f"{outcome.meta['mode']}, {outcome.meta['rounds']} round(s), "

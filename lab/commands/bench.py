@@ -2,6 +2,7 @@
 gate's), printed and saved as JSON for `hashlab gate`."""
 from __future__ import annotations
 
+import argparse
 import os
 
 from lab.commands.common import (add_measure, add_selection, ensure_parent, parity_exit,
@@ -20,6 +21,13 @@ def setup(p) -> None:
     p.add_argument("--save", default=os.path.join("reports", "bench", "latest.json"),
                    help="JSON output (default reports/bench/latest.json)")
     add_measure(p)
+    p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
+                   help="also measure each op's peak memory and bytes allocated (memray), "
+                        "after the timing (default: the profile's rule; on for gate)")
+    p.add_argument("--wall-profiles", action="store_true",
+                   help="wall-clock runs: after the timing, sample each op with py-spy and keep "
+                        "its profile, so the gate can name what grew in a regression "
+                        "(simulated runs always keep theirs)")
 
 
 def run(args) -> int:

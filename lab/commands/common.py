@@ -65,6 +65,35 @@ def check_measure(measure: str) -> None:
             raise UsageError(f"--measure simulated: {why}")
 
 
+def memory_of(args) -> bool:
+    """Whether to measure memory: `--memory`/`--no-memory`, else the profile's rule. Asked
+    for explicitly without memray installed: a usage error; by the profile: a note."""
+    from lab.scenarios.profiles import rules
+    from lab.timing.memory import unavailable_reason
+    asked = getattr(args, "memory", None)
+    profile = getattr(args, "profile", None)
+    wanted = asked if asked is not None else bool(profile and rules(profile)["memory"])
+    why = unavailable_reason() if wanted else None
+    if why and asked:
+        raise UsageError(f"--memory: {why}")
+    if why:
+        print(f"memory: not measured: {why}", file=sys.stderr)
+        return False
+    return wanted
+
+
+def _wall_profiles_of(args, measure: str) -> bool:
+    if not getattr(args, "wall_profiles", False):
+        return False
+    if measure != "wall":
+        raise UsageError("--wall-profiles: simulated runs always keep their profiles")
+    from lab.explain.sampled import unavailable_reason
+    why = unavailable_reason()
+    if why:
+        raise UsageError(f"--wall-profiles: {why}")
+    return True
+
+
 def selected_engines(args):
     """`engines_of(args)`, defaulting to the engines the `--profile` is meant for."""
     from lab.scenarios.profiles import rules
@@ -85,7 +114,8 @@ def run_suite(args, scenario_list, engines=None):
         return run(scenario_list, choices, unusable, quick=args.quick,
                    timing_on=not getattr(args, "no_timing", False),
                    progress=not args.no_progress, measure=measure,
-                   sampling=sampling_of(args), profile=name)
+                   sampling=sampling_of(args), profile=name, memory=memory_of(args),
+                   wall_profiles=_wall_profiles_of(args, measure))
     except ReferenceError as exc:
         raise UsageError(str(exc)) from exc
 

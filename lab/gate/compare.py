@@ -29,6 +29,11 @@ No silent passes:
 - when more than a quarter of the ops compared are `unstable`, the run is INCONCLUSIVE:
   exit 3 (unless `allow_inconclusive`), because a gate that cannot decide most of its ops
   must not read as a pass.
+
+Besides the speed (`annotate`): every difference between the two runs' recorded
+environments (`lab.gate.environment`), printed before the verdicts; memory per op, gated on
+its own (`lab.gate.memory`); and for each regressed op that both runs profiled, the
+functions whose inclusive cost grew most (`lab.gate.differential`).
 """
 from __future__ import annotations
 
@@ -71,6 +76,12 @@ class GateResult:
     basis_why: str = ""
     missing: list = dataclasses.field(default_factory=list)   # baseline results absent now
     allow_inconclusive: bool = False
+    environment: list = dataclasses.field(default_factory=list)   # (field, before, now)
+    machines_differ: bool = False
+    memory: pd.DataFrame | None = None      # lab.gate.memory rows (None: not compared)
+    memory_note: str = ""                   # why memory was not compared, when it was not
+    memory_threshold: float = 1.10
+    profiles: dict = dataclasses.field(default_factory=dict)  # key -> differential.ProfileDiff
 
     def count(self, verdict: str) -> int:
         return int((self.perf["verdict"] == verdict).sum()) if len(self.perf) else 0
@@ -78,6 +89,12 @@ class GateResult:
     @property
     def regressions(self) -> int:
         return self.count(REGRESSION)
+
+    @property
+    def memory_regressions(self) -> int:
+        if self.memory is None or not len(self.memory):
+            return 0
+        return int((self.memory["verdict"] == REGRESSION).sum())
 
     @property
     def new_failures(self) -> int:
@@ -91,7 +108,7 @@ class GateResult:
 
     @property
     def exit_code(self) -> int:
-        if self.regressions or self.new_failures or self.missing:
+        if self.regressions or self.memory_regressions or self.new_failures or self.missing:
             return EXIT_FAIL
         if self.inconclusive and not self.allow_inconclusive:
             return EXIT_INCONCLUSIVE
@@ -141,13 +158,42 @@ def _wall_basis(basis: str, current: dict, baseline: dict, pairs) -> tuple[str, 
 def compare(current: dict, baseline: dict, threshold: float | None = None,
             alpha: float = DEFAULT_ALPHA, names=("current", "baseline"),
             basis: str = AUTO, counter_thresholds: dict | None = None,
-            allow_inconclusive: bool = False) -> GateResult:
+            allow_inconclusive: bool = False,
+            memory_threshold: float | None = None) -> GateResult:
     """`threshold` None: DEFAULT_THRESHOLDS of the runs' measure (wall if any op is); for
     simulated runs it is the cost's threshold, and `counter_thresholds` (name -> factor)
-    change the other counters' (`lab.gate.counters`)."""
+    change the other counters' (`lab.gate.counters`). `memory_threshold`: memory's
+    (`lab.gate.memory`, default 1.10x)."""
     _check_settings(threshold, alpha, basis)
     if basis == PAIRED or (basis == AUTO and _same_session(current, baseline)):
-        return _paired(current, baseline, threshold, alpha, names, allow_inconclusive)
+        return annotate(_paired(current, baseline, threshold, alpha, names,
+                                allow_inconclusive), current, baseline, names,
+                        memory_threshold)
+    return annotate(_compare(current, baseline, threshold, alpha, names, basis,
+                             counter_thresholds, allow_inconclusive), current, baseline, names,
+                    memory_threshold)
+
+
+def annotate(result: GateResult, current: dict, baseline: dict,
+             names=("current", "baseline"), memory_threshold: float | None = None
+             ) -> GateResult:
+    """`result` with the environment differences, the memory verdicts and the differential
+    profiles of its regressions filled in from the two bench files."""
+    from lab.gate import differential, environment, memory
+    result.environment = environment.differences(current, baseline)
+    result.machines_differ = environment.machines_differ(current, baseline)
+    result.memory = memory.compare_memory(current, baseline, names, memory_threshold)
+    result.memory_threshold = (memory.DEFAULT_THRESHOLD if memory_threshold is None
+                               else memory_threshold)
+    only = memory.measured_only_in(current, baseline)
+    result.memory_note = (f"memory: not compared: only the {only} run measured it "
+                          f"(`hashlab bench --memory`)" if only else "")
+    result.profiles = differential.for_regressions(result.perf, current, baseline)
+    return result
+
+
+def _compare(current, baseline, threshold, alpha, names, basis, counter_thresholds,
+             allow_inconclusive) -> GateResult:
     limits = _counter_limits(counter_thresholds, threshold)
     cur_perf, base_perf = perf_rows(current, names[0]), perf_rows(baseline, names[1])
     pairs, not_gated = [], 0
@@ -272,6 +318,10 @@ def parity_table(cur_par: dict, base_par: dict) -> pd.DataFrame:
                                        "new_failure"])
 
 
+def _key(r) -> tuple:
+    return (r.engine, r.scenario, r.op, int(r.op_index), int(r.threads))
+
+
 def _op_name(r) -> str:
     return f"{r.engine} {r.scenario} {r.op} (op {r.op_index}, {r.threads} thread(s))"
 
@@ -307,6 +357,8 @@ def headline(result: GateResult) -> str:
         status = "PASS"
     text = (f"gate: {status}: {result.regressions} regression(s) beyond "
             f"{result.threshold:.2f}x, {result.new_failures} new parity failure(s)")
+    if result.memory_regressions:
+        text += f", {result.memory_regressions} memory regression(s)"
     if result.missing:
         text += f", {len(result.missing)} baseline result(s) missing"
     if result.inconclusive:
@@ -322,7 +374,9 @@ def render(result: GateResult, verbose: bool = False) -> str:
     test = ("Wilcoxon signed-rank on the paired rounds" if result.basis == PAIRED
             else "Mann-Whitney U")
     simulated = len(perf) and (perf["measure"] == "simulated").all()
-    lines = [headline(result),
+    from lab.gate import differential, environment, memory
+    lines = [*environment.lines(result.environment, result.machines_differ),
+             headline(result),
              f"  {len(perf)} ops compared ({counts}; {result.not_gated} without a baseline "
              f"ratio, not gated); "
              + ("simulated counts, each counter against its own threshold (exact)" if simulated
@@ -336,8 +390,25 @@ def render(result: GateResult, verbose: bool = False) -> str:
         chosen = perf[perf["verdict"] == verdict] if len(perf) else perf
         if len(chosen):
             lines.append(f"{title}:")
-            lines += [f"  {verdict} {_op_name(r)}: {_describe(r)}"
-                      for r in chosen.itertuples()]
+            for r in chosen.itertuples():
+                lines.append(f"  {verdict} {_op_name(r)}: {_describe(r)}")
+                found = result.profiles.get(_key(r)) if verdict == REGRESSION else None
+                if found is not None:
+                    lines += differential.lines(found)
+    if result.memory is not None and len(result.memory):
+        mem = result.memory
+        for verdict, title in ((REGRESSION, "Memory regressions"), (IMPROVED, "Memory "
+                                                                    "improved")):
+            chosen = mem[mem["verdict"] == verdict]
+            if len(chosen):
+                lines.append(f"{title} (threshold {result.memory_threshold:.2f}x and "
+                             f"{memory.MIN_BYTES // 1024} KiB):")
+                lines += [f"  {verdict} {_op_name(r)}: {memory.describe(r)}"
+                          for r in chosen.itertuples()]
+        lines.append(f"Memory: {len(mem)} op x metric comparisons (peak, bytes allocated), "
+                     f"{result.memory_regressions} regression(s)")
+    elif result.memory_note:
+        lines.append(result.memory_note)
     if result.missing:
         lines.append("Missing (in the baseline, not in this run; a gate must not pass what it "
                      "did not measure):")

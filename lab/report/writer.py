@@ -301,6 +301,13 @@ def write_report(result, out_dir: str, asv_results: str = ".asv/results",
     unstable = unstable_sentence(perf, (result.meta.get("sampling") or {}).get("target"))
     sections = _sections(result, summary, unstable, perf, hist, images, notes, families,
                          oracle, oracle_note)
+    links = explanation_links(result, out_dir)
+    if links:
+        sections.append(("Explanations (`hashlab explain`)",
+                         ["Where each op's cost goes, per engine: counted per id beside the "
+                          "baseline, flame graphs, memory (docs/investigating.md). Made "
+                          "separately; each page says when and on which commit."],
+                         [("links", links)]))
     html_path = os.path.join(out_dir, "index.html")
     md_path = os.path.join(out_dir, "report.md")
     with open(html_path, "w", encoding="utf-8") as f:
@@ -311,10 +318,27 @@ def write_report(result, out_dir: str, asv_results: str = ".asv/results",
             "notes": notes, "summary": summary, "unstable": unstable}
 
 
+def explanation_links(result, out_dir: str) -> list[str]:
+    """[(scenario, relative link to its index.html)] for the report's scenarios that have an
+    explanation beside the report folder (`hashlab explain` writes reports/explain/SCENARIO/
+    by default)."""
+    root = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "explain")
+    names = dict.fromkeys(result.perf["base_scenario"]) if len(result.perf) else {}
+    names.update(dict.fromkeys(s.split("[", 1)[0] for s in result.meta.get("scenarios", [])))
+    links = []
+    for name in names:
+        page = os.path.join(root, str(name), "index.html")
+        if os.path.exists(page):
+            rel = os.path.relpath(page, os.path.abspath(out_dir))
+            links.append((str(name), rel))
+    return links
+
+
 def _sections(result, summary, unstable, perf, hist, images, notes, families, oracle,
               oracle_note) -> list:
     """[(title, paragraphs, [(kind, payload)])] shared by the HTML and Markdown output.
-    kind: 'table' / 'tall' (DataFrame), 'image' (file name), 'note' or 'list' (text)."""
+    kind: 'table' / 'tall' (DataFrame), 'image' (file name), 'note' or 'list' (text), 'links'
+    ([(text, href)])."""
     titles = dict(FIXED_CHARTS)
 
     def img(name):
@@ -423,6 +447,10 @@ def _html(result, sections) -> str:
             elif kind == "list":
                 parts.append("<ul>" + "".join(f"<li>{inline(x)}</li>" for x in payload)
                              + "</ul>")
+            elif kind == "links":
+                parts.append("<ul>" + "".join(f"<li><a href='{escape(href)}'>{escape(text)}"
+                                              f"</a></li>" for text, href in payload)
+                             + "</ul>")
             else:
                 parts.append(html_table(payload, tall=kind == "tall"))
     parts.append("</body></html>\n")
@@ -445,6 +473,8 @@ def _markdown(result, sections) -> str:
                 lines += [f"_{payload}_", ""]
             elif kind == "list":
                 lines += [f"- {x}" for x in payload] + [""]
+            elif kind == "links":
+                lines += [f"- [{text}]({href})" for text, href in payload] + [""]
             else:
                 lines += [markdown(payload, max_rows=300), ""]
     return "\n".join(lines)

@@ -17,6 +17,9 @@ run by default, with `--full` or with `--quick`.
 - `sampling`: overrides of the wall-clock `lab.timing.Sampling` settings (e.g. `rounds`).
 - `ab`: what `hashlab ab` does differently with this profile: `rounds`, `alpha`, and
   `sampling` overrides applied on top of `sampling`.
+- `memory`: also measure each op's memory (peak and bytes allocated, `lab.timing.memory`) in
+  a pass after the timing, for the gate to compare (`hashlab bench --no-memory` leaves it
+  out).
 
 Add a profile by adding an entry; `rules(name)` fills in the keys it leaves out.
 """
@@ -98,11 +101,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         # is known from fewer samples; the rounds are what the paired test needs
         # (lab.gate.paired.min_rounds_for: 12 for this profile's 20 gated ops at alpha 0.01).
         "ab": {"rounds": 12, "sampling": {"cap_s": 0.25, "warmup_s": 0.1}},
+        # Peak memory and bytes allocated per op, gated like time (after the timing).
+        "memory": True,
     },
 }
 
 _DEFAULT_RULES = {"description": "", "out": None, "quick": False, "scenarios": None,
-                  "resize": {}, "rename": True, "engines": None, "sampling": {}, "ab": {}}
+                  "resize": {}, "rename": True, "engines": None, "sampling": {}, "ab": {},
+                  "memory": False}
 
 
 def names() -> list[str]:

@@ -26,7 +26,13 @@ def machine_info() -> dict:
         "memory_gb": round(psutil.virtual_memory().total / 2 ** 30, 1),
         "python": sys.version.split()[0],
         "numpy": np.__version__,
+        **software_info(),
     }
+
+
+def software_info() -> dict:
+    from lab.timing.software import software    # not at import: see lab.timing.software
+    return software()
 
 
 def _cpu_model() -> str:

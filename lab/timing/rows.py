@@ -16,6 +16,9 @@ simulated ratio's CI is the ratio itself (counts have no sampling error).
 `sample_rounds` the round of each sample, in the order of `samples_s` and `ratio_samples`
 (the gate compares per-round medians when there are enough rounds; `lab.gate.significance`).
 
+`mem_peak_bytes`, `mem_alloc_bytes`, `mem_rss_bytes` and `mem_samples` hold what the op's
+calls allocated, when the run measured memory (`lab.timing.memory`; empty otherwise).
+
 `unstable` marks a row whose ratio (or, without a baseline, whose time) is not known to the
 precision target: its 95% CI reaches further than ±target from the median.
 """
@@ -38,7 +41,8 @@ COLUMNS = ["engine", "scenario", "base_scenario", "op", "op_index", "threads", "
            "ci_low_s", "ci_high_s", "ratio_ci_low", "ratio_ci_high", "samples_s",
            "ratio_samples", "unstable", "load_avg", "measure", "median_cost",
            "baseline_median_cost", "cost_samples", "instructions", "l1_misses", "ll_misses",
-           "rounds", "sample_rounds", "d1_misses", "branch_misses", "counter_samples"]
+           "rounds", "sample_rounds", "d1_misses", "branch_misses", "counter_samples",
+           "mem_peak_bytes", "mem_alloc_bytes", "mem_rss_bytes", "mem_samples"]
 
 NAN = float("nan")
 
@@ -72,6 +76,8 @@ def perf_row(scenario, engine_label: str, rec: OpSamples, peak_rss: float, measu
                           else [0] * len(values)),      # one round (simulated, direct use)
     }
     row["rounds"] = len(set(row["sample_rounds"])) or 1
+    row.update({"mem_peak_bytes": NAN, "mem_alloc_bytes": NAN, "mem_rss_bytes": NAN,
+                "mem_samples": {}})           # filled by the memory pass, when it runs
     if measure == WALL:
         low, high = median_ci(values)
         row.update({

@@ -73,17 +73,20 @@ def time_scenario(scenario, choice, workdir: str, sampling: Sampling = Sampling(
 
 def run_timing(scenarios, choices, skip_pairs=frozenset(), progress: bool = False,
                workdir: str | None = None, sampling: Sampling | None = None,
-               measure: str = WALL, imports=()) -> pd.DataFrame:
+               measure: str = WALL, imports=(), profiles: list | None = None
+               ) -> pd.DataFrame:
     """Perf rows for every scenario x engine, except (engine label, scenario name) pairs in
     `skip_pairs` (those parity skipped: the engine cannot run them). `imports`: modules the
-    simulated child imports first (e.g. one that registers a test-only engine)."""
+    simulated child imports first (e.g. one that registers a test-only engine). `profiles`
+    (simulated): a list that receives every op's profile (`lab.explain.profiles`)."""
     if measure not in MEASURES:
         raise ValueError(f"measure: must be one of {MEASURES}, got {measure!r}")
     todo = [(s, c) for s in scenarios for c in choices if (c.label, s.name) not in skip_pairs]
     if measure == SIMULATED:
         from lab.timing.simulated import run_simulated
         return pd.DataFrame(run_simulated(todo, progress=progress, workdir=workdir,
-                                          imports=imports), columns=COLUMNS)
+                                          imports=imports, profiles=profiles),
+                            columns=COLUMNS)
     from tqdm import tqdm
     sampling = sampling or Sampling()
     root = tempfile.mkdtemp(prefix="hashlab-timing-", dir=workdir)

@@ -18,6 +18,11 @@ compares one by one (`lab.gate.counters`). The cache model is fixed (32 KiB 8-wa
 8 MiB 16-way LL, 64-byte lines) rather than read from the host, and the child gets a fixed
 minimal environment (`child_environment`), so two runs of the same code on one thread give
 identical counts. The counters and the cost formula live in `lab.timing.counters`.
+
+Every dump is written per function and source line (`--dump-line=yes`: what is counted is the
+same, only the output is finer), so a run can also keep each op's profile: where its cost
+went, function by function (`lab.explain.profiles`; the gate's differential profiles and
+`hashlab explain` read them).
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ TRIGGER = "desc: Trigger: Client Request: "
 
 def valgrind_command(out_prefix: str, log: str) -> list[str]:
     return ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--cache-sim=yes",
-            "--branch-sim=yes", *CACHE_MODEL, "--dump-instr=no", "--dump-line=no",
+            "--branch-sim=yes", *CACHE_MODEL, "--dump-instr=no", "--dump-line=yes",
             f"--callgrind-out-file={out_prefix}", f"--log-file={log}"]
 
 
@@ -59,12 +64,16 @@ def read_dump(path: str) -> tuple[str, dict]:
     return label, dict(zip(names, totals + [0] * (len(names) - len(totals))))
 
 
+def dump_files(folder: str, prefix: str) -> list[str]:
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder)
+                  if n.startswith(prefix + "."))
+
+
 def read_dumps(folder: str, prefix: str) -> dict[str, dict]:
     out = {}
-    for name in os.listdir(folder):
-        if name.startswith(prefix + "."):
-            label, events = read_dump(os.path.join(folder, name))
-            out[label] = events
+    for path in dump_files(folder, prefix):
+        label, events = read_dump(path)
+        out[label] = events
     return out
 
 
@@ -85,8 +94,10 @@ def unavailable_reason() -> str | None:
 
 
 def run_simulated(todo, progress: bool = False, workdir: str | None = None,
-                  imports=()) -> list[dict]:
-    """Perf rows for (scenario, engine choice) pairs, one valgrind child per engine."""
+                  imports=(), profiles: list | None = None) -> list[dict]:
+    """Perf rows for (scenario, engine choice) pairs, one valgrind child per engine.
+    `profiles`: a list to append each op's profile to (`lab.explain.profiles`, keyed like
+    the rows)."""
     why = unavailable_reason()
     if why:
         raise RuntimeError(f"--measure simulated: {why}")
@@ -98,38 +109,52 @@ def run_simulated(todo, progress: bool = False, workdir: str | None = None,
         if progress:
             print(f"simulated: {choice.label}: {len(scenarios)} scenario(s) under callgrind",
                   file=sys.stderr, flush=True)
-        rows.extend(_run_engine(choice, scenarios, workdir, imports))
+        rows.extend(_run_engine(choice, scenarios, workdir, imports, profiles))
     return rows
 
 
-def _run_engine(choice, scenarios, workdir, imports) -> list[dict]:
+PREFIX = "callgrind.out"
+
+
+def count_engine(choice, scenarios, root: str, imports=()) -> tuple[list | None, float]:
+    """Runs the valgrind child of one engine in the folder `root`, where its dumps land
+    (`PREFIX`.N, one per measured call, under the call's label): (the child's outcome: per
+    scenario its ops with their call labels, sizes and errors; None when the child failed,
+    which is printed), the load average over the child's run."""
+    job, result, log = (os.path.join(root, n) for n in ("job.json", "result.json",
+                                                         "valgrind.log"))
+    with open(job, "w", encoding="utf-8") as f:
+        json.dump({"engine": {"label": choice.label, "name": choice.name,
+                              "options": choice.options},
+                   "scenarios": [s.to_dict() for s in scenarios],
+                   "imports": [os.path.abspath(i) if os.path.exists(i) else i
+                               for i in imports],
+                   "workdir": os.path.join(root, "work"), "result": result}, f)
+    cmd = [*valgrind_command(os.path.join(root, PREFIX), log), sys.executable, "-P", "-m",
+           "lab.timing.sim_child", job]
+    env = child_environment()
+    load = os.getloadavg()[0]
+    proc = subprocess.run(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True)   # fixed stdio: same start
+    load = (load + os.getloadavg()[0]) / 2        # the rows' load_avg: over the child
+    if proc.returncode != 0 or not os.path.exists(result):
+        tail = (proc.stderr or "").strip().splitlines()[-5:]
+        print(f"simulated: {choice.label} failed (exit {proc.returncode}): "
+              + " | ".join(tail), file=sys.stderr)
+        return None, load
+    with open(result, encoding="utf-8") as f:
+        return json.load(f), load
+
+
+def _run_engine(choice, scenarios, workdir, imports, profiles=None) -> list[dict]:
     root = tempfile.mkdtemp(prefix="hashlab-simulated-", dir=workdir)
     try:
-        job, result, log = (os.path.join(root, n) for n in ("job.json", "result.json",
-                                                             "valgrind.log"))
-        with open(job, "w", encoding="utf-8") as f:
-            json.dump({"engine": {"label": choice.label, "name": choice.name,
-                                  "options": choice.options},
-                       "scenarios": [s.to_dict() for s in scenarios],
-                       "imports": [os.path.abspath(i) if os.path.exists(i) else i
-                                   for i in imports],
-                       "workdir": os.path.join(root, "work"), "result": result}, f)
-        prefix = "callgrind.out"
-        cmd = [*valgrind_command(os.path.join(root, prefix), log), sys.executable, "-P", "-m",
-               "lab.timing.sim_child", job]
-        env = child_environment()
-        load = os.getloadavg()[0]
-        proc = subprocess.run(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True)   # fixed stdio: same start
-        load = (load + os.getloadavg()[0]) / 2        # the rows' load_avg: over the child
-        if proc.returncode != 0 or not os.path.exists(result):
-            tail = (proc.stderr or "").strip().splitlines()[-5:]
-            print(f"simulated: {choice.label} failed (exit {proc.returncode}): "
-                  + " | ".join(tail), file=sys.stderr)
+        outcome, load = count_engine(choice, scenarios, root, imports)
+        if outcome is None:
             return []
-        with open(result, encoding="utf-8") as f:
-            outcome = json.load(f)
-        counts = read_dumps(root, prefix)
+        counts = read_dumps(root, PREFIX)
+        if profiles is not None:
+            profiles.extend(_profiles(choice.label, scenarios, outcome, root, PREFIX))
         by_name = {s.name: s for s in scenarios}
         rows = []
         for entry in outcome:
@@ -146,6 +171,40 @@ def _run_engine(choice, scenarios, workdir, imports) -> list[dict]:
         return rows
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def dump_labels(root: str, prefix: str = PREFIX) -> dict[str, str]:
+    """{call label: its dump file} (the label is in the header, before any cost line)."""
+    paths = {}
+    for path in dump_files(root, prefix):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(TRIGGER):
+                    paths[line[len(TRIGGER):].strip()] = path
+                    break
+                if line.startswith("fn="):
+                    break
+    return paths
+
+
+def _profiles(label, scenarios, outcome, root, prefix) -> list[dict]:
+    """Each op's profile from its calls' dumps, keyed like its perf row."""
+    from lab.explain.callgrind_out import read
+    from lab.explain.profiles import from_dumps
+    paths = dump_labels(root, prefix)
+    threads = {s.name: s.threads for s in scenarios}
+    out = []
+    for entry in outcome:
+        if entry.get("error"):
+            continue
+        for op in entry["ops"]:
+            dumps = [read(paths[lab]) for lab in op["labels"] if lab in paths]
+            if not dumps:
+                continue
+            out.append({"engine": label, "scenario": entry["scenario"], "op": op["op"],
+                        "op_index": op["index"], "threads": threads[entry["scenario"]],
+                        "measure": SIMULATED, **from_dumps(dumps)})
+    return out
 
 
 def _with_costs(rec: OpSamples, counts: dict) -> tuple[OpSamples, dict]:

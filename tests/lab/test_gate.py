@@ -36,11 +36,16 @@ def _write(tmp_path, name, data):
     return str(path)
 
 
+def _headline(text: str) -> str:
+    """The verdict line (after the environment block the gate prints first)."""
+    return next(line for line in text.splitlines() if line.startswith("gate: "))
+
+
 def test_a_run_gated_against_itself_passes(tmp_path, capsys):
     base = _write(tmp_path, "base.json", _bench())
     assert main(["gate", base, "--baseline", base]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("gate: PASS") and "1 without a baseline ratio" in out
+    assert _headline(out).startswith("gate: PASS") and "1 without a baseline ratio" in out
 
 
 def test_a_significant_slowdown_fails_and_names_the_op(tmp_path, capsys):
@@ -48,8 +53,10 @@ def test_a_significant_slowdown_fails_and_names_the_op(tmp_path, capsys):
     cur = _write(tmp_path, "cur.json", _bench(lookup=12.5, seed=10))          # 1.25x slower
     assert main(["gate", cur, "--baseline", base]) == 1
     out = capsys.readouterr().out
-    first, second, *rest = out.splitlines()
-    assert first.startswith("gate: FAIL: 1 regression(s)")           # the summary leads
+    lines = out.splitlines()
+    assert lines[0].startswith("environment:")          # the environments' differences first
+    rest = lines[lines.index(_headline(out)) + 2:]
+    assert _headline(out).startswith("gate: FAIL: 1 regression(s)")   # then the summary
     regression = next(line for line in rest if line.lstrip().startswith("REGRESSION"))
     assert f"{SCENARIO} lookup (op 1" in regression and "95% CI" in regression
     assert "p=" in regression and "1.2" in regression
@@ -90,9 +97,10 @@ def test_speedup_is_improved_and_too_noisy_is_unstable():
     # one of the two ops gated cannot be decided: more than a quarter, so INCONCLUSIVE (3)
     assert result.inconclusive and result.exit_code == 3
     text = render(result)
-    assert text.startswith("gate: INCONCLUSIVE") and "Unstable" in text
+    assert _headline(text).startswith("gate: INCONCLUSIVE") and "Unstable" in text
     allowed = compare(noisy, base, allow_inconclusive=True)
-    assert allowed.exit_code == 0 and render(allowed).startswith("gate: INCONCLUSIVE (allowed)")
+    assert allowed.exit_code == 0 and _headline(render(allowed)).startswith(
+        "gate: INCONCLUSIVE (allowed)")
 
 
 def _simulated(seed=0):
@@ -294,7 +302,7 @@ def test_a_baseline_result_missing_now_fails_naming_it(tmp_path, capsys):
     del one_lost["results"][1]                                     # the lookup row
     assert main(["gate", _write(tmp_path, "cur.json", one_lost), "--baseline", base]) == 1
     out = capsys.readouterr().out
-    assert "1 baseline result(s) missing" in out.splitlines()[0]
+    assert "1 baseline result(s) missing" in _headline(out)
     assert f"MISSING native-cpu {SCENARIO} lookup (op 1" in out
     nothing = dict(_bench(), results=[])
     assert main(["gate", _write(tmp_path, "empty.json", nothing), "--baseline", base]) == 1
