@@ -1,6 +1,7 @@
 import numpy as np
 
-from lab.parity.ulp import error_stats, ulp_distance, within_ulps
+from engines.tolerance import within_ulps
+from lab.parity.ulp import error_stats, ulp_distance
 
 F = np.float32
 
