@@ -17,8 +17,8 @@ def assert_floats_close(a, b, what: str, max_ulp: int = MAX_ULP) -> None:
     bad = ~within_ulps(a, b, max_ulp)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise AssertionError(f"{what}[{i}]: {a[i]!r} vs {b[i]!r} "
-                             f"({ulp_distance(a[i], b[i]):.0f} ulp)")
+        ulp = ulp_distance(a, b)
+        raise AssertionError(f"{what}[{i}]: {a[i]!r} vs {b[i]!r} ({ulp[i]:.0f} ulp)")
 
 
 def assert_dumps_close(a: bytes, b: bytes, what: str, max_ulp: int = MAX_ULP) -> None:

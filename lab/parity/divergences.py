@@ -46,15 +46,16 @@ def known_for(engine, engine_name: str | None = None) -> dict:
     return merged
 
 
-def match(known: dict, op: str, optimizers: Iterable[str]) -> tuple[str, object] | None:
-    """(key, declaration) of the divergence covering a mismatch of `op` on tables with
-    `optimizers`, or None. The declaration is an engines.Divergence, or whatever an engine
-    declared without a bound."""
-    candidates = [op] + [k for opt in optimizers for k in (f"{op}:{opt}", opt)]
-    for key in candidates:
-        if key in known:
-            return key, known[key]
-    return None
+def match(known: dict, op: str, optimizers: Iterable[str]) -> list[tuple[str, object]]:
+    """[(key, declaration)] of every divergence covering a mismatch of `op` on tables with
+    `optimizers` (an op over several tables, a fused one, can meet several), most specific
+    first; empty when none does. A declaration is an engines.Divergence, or whatever an
+    engine declared without a bound."""
+    found = []
+    for key in [op] + [k for opt in optimizers for k in (f"{op}:{opt}", opt)]:
+        if key in known and key not in [k for k, _ in found]:
+            found.append((key, known[key]))
+    return found
 
 
 def explanation(declared) -> str:

@@ -121,9 +121,12 @@ def test_divergence_keys_and_declarations():
         known_divergences = {"apply_gradients:adagrad": Divergence("rounds differently",
                                                                    max_ulp=2)}
     known = divergences.known_for(Attr(), "x")
-    key, declared = divergences.match(known, "apply_gradients", ["adagrad"])
+    [(key, declared)] = divergences.match(known, "apply_gradients", ["adagrad"])
     assert key == "apply_gradients:adagrad" and declared.why == "rounds differently"
-    assert divergences.match(known, "apply_gradients", ["sgd"]) is None
+    assert divergences.match(known, "apply_gradients", ["sgd"]) == []
+    both = {"adagrad": Divergence("a", max_ulp=2), "ftrl": Divergence("f", max_rel=1e-3)}
+    assert [k for k, _ in divergences.match(both, "fused_apply", ["adagrad", "sgd", "ftrl"])] \
+        == ["adagrad", "ftrl"]
     with pytest.raises(ValueError, match="bound"):
         Divergence("no bound")
     with pytest.raises(TypeError, match="Divergence"):
