@@ -13,16 +13,17 @@ stay safe.
 """
 from __future__ import annotations
 
-from engines.api import Capabilities, Engine, EngineInfo, HashFilter, Requirements, Table
-from engines.errors import CheckpointError, EngineUnavailable
+from engines.api import (Capabilities, Divergence, Engine, EngineInfo, HashFilter,
+                         Requirements, Table)
+from engines.errors import CheckpointError, CheckpointWarning, EngineUnavailable
 from engines.config import TableSpec, parse_table_config, table_config
 from engines.lr import PolynomialDecay
 from engines.registry import (BrokenPlugin, available, get, info, names, register, rejected,
                               unregister)
 
 __all__ = [
-    "BrokenPlugin", "Capabilities", "CheckpointError", "Engine", "EngineInfo",
-    "EngineUnavailable", "HashFilter", "Requirements", "Table", "TableSpec", "PolynomialDecay",
-    "available", "get", "info", "names", "parse_table_config", "register", "rejected",
-    "table_config", "unregister",
+    "BrokenPlugin", "Capabilities", "CheckpointError", "CheckpointWarning", "Divergence",
+    "Engine", "EngineInfo", "EngineUnavailable", "HashFilter", "Requirements", "Table",
+    "TableSpec", "PolynomialDecay", "available", "get", "info", "names", "parse_table_config",
+    "register", "rejected", "table_config", "unregister",
 ]

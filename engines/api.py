@@ -12,14 +12,14 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from engines import fused, vocabulary
+from engines import fused, tolerance, vocabulary
 from engines import validation as _v
 from engines.config import parse_table_config
 from engines.errors import CheckpointError, EngineUnavailable
 from engines.filters import FilterSpec
 
-__all__ = ["Capabilities", "CheckpointError", "Engine", "EngineInfo", "EngineUnavailable",
-           "HashFilter", "Requirements", "Table"]
+__all__ = ["Capabilities", "CheckpointError", "Divergence", "Engine", "EngineInfo",
+           "EngineUnavailable", "HashFilter", "Requirements", "Table"]
 
 TABLE_OPS = frozenset(vocabulary.TABLE_OPS)
 OPTIMIZERS = frozenset(vocabulary.OPTIMIZERS)
@@ -123,6 +123,51 @@ def table_requirements(spec, hash_filter_kind: str | None = None,
 
 
 @dataclasses.dataclass(frozen=True)
+class Divergence:
+    """A known, intended difference from the numpy reference (`Engine.known_divergences`)
+    and the bound it stays within; the parity runner reports a larger difference as a
+    failure. A value passes when it is at most `max_ulp` float32 ulps from the reference's,
+    or within `max_rel` of the reference value's magnitude, or within `abs_floor` absolutely
+    (weights that an update brings next to zero are many ulps and a large relative error away
+    for a tiny absolute one). `per_step`: every bound is per optimizer step, and grows with
+    the steps the table has taken (independent roundings add up)."""
+    why: str
+    max_ulp: float | None = None
+    max_rel: float | None = None
+    abs_floor: float = tolerance.ABS_FLOOR
+    per_step: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.why, str) or not self.why:
+            raise ValueError("why: say why the engine differs")
+        if self.max_ulp is None and self.max_rel is None:
+            raise ValueError("a divergence declares its bound: max_ulp, max_rel or both")
+        for name in ("max_ulp", "max_rel", "abs_floor"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+    def bound(self, steps: int = 1) -> tuple[float, float | None, float]:
+        """(max_ulp, max_rel, abs_floor) after `steps` optimizer steps."""
+        k = max(1, steps) if self.per_step else 1
+        return ((self.max_ulp or 0) * k, None if self.max_rel is None else self.max_rel * k,
+                self.abs_floor * k)
+
+    def describe(self, steps: int = 1) -> str:
+        """The declared bound, and what it allows after `steps` steps, in words."""
+        def words(ulp, rel, floor):
+            parts = ([f"{ulp:g} ulp"] if self.max_ulp is not None else []) + \
+                ([f"{rel:g} relative"] if rel is not None else [])
+            if self.abs_floor != tolerance.ABS_FLOOR:
+                parts.append(f"{floor:g} absolute")
+            return " or ".join(parts)
+        text = words(self.max_ulp, self.max_rel, self.abs_floor)
+        if self.per_step:
+            text += f" per step ({words(*self.bound(steps))} after {max(1, steps)})"
+        return text
+
+
+@dataclasses.dataclass(frozen=True)
 class EngineInfo:
     name: str
     available: bool
@@ -186,11 +231,10 @@ class Table(abc.ABC):
         return int(self._size())
 
     def save(self, basename: str, nshards: int = -1) -> list[str]:
-        basename = _v.check_basename(basename)
-        nshards = _v.check_int(nshards, "nshards")
-        if nshards == 0 or nshards < -1:
-            raise ValueError(f"nshards must be -1 (automatic) or >= 1, got {nshards}")
-        return self._save(basename, nshards)
+        """Monolith's sharded layout with the crash-safe protocol of docs/checkpoints.md:
+        an error means nothing changed; a failure after the commit point is a
+        CheckpointWarning on a save that succeeded."""
+        return self._save(_v.check_basename(basename), _v.check_nshards(nshards))
 
     def restore(self, basename: str) -> None:
         """Replace the content with a checkpoint; on any error the table is unchanged."""
@@ -198,19 +242,8 @@ class Table(abc.ABC):
 
     def save_as_tensor(self, shard_idx: int, num_shards: int, limit: int,
                        offset: int) -> tuple[int, list[bytes]]:
-        num_shards = _v.check_int(num_shards, "num_shards")
-        shard_idx = _v.check_int(shard_idx, "shard_idx")
-        limit = _v.check_int(limit, "limit")
-        offset = _v.check_int(offset, "offset")
-        if num_shards < 1:
-            raise ValueError(f"num_shards must be >= 1, got {num_shards}")
-        if not 0 <= shard_idx < num_shards:
-            raise ValueError(f"shard_idx must be in [0, {num_shards}), got {shard_idx}")
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
-        if offset < 0:
-            raise ValueError(f"offset must be >= 0, got {offset}")
-        return self._save_as_tensor(shard_idx, num_shards, limit, offset)
+        return self._save_as_tensor(*_v.check_save_as_tensor(shard_idx, num_shards, limit,
+                                                              offset))
 
     # ---- metadata ----------------------------------------------------------------------
     @property
@@ -311,6 +344,9 @@ class Engine(abc.ABC):
 
     name: str = ""
     capabilities: Capabilities = Capabilities()
+    # Results that differ from the reference on purpose: {"adagrad" | "apply_gradients" |
+    # "apply_gradients:adagrad": Divergence(why, max_ulp=..., ...)} (see Divergence).
+    known_divergences: dict = {}
 
     def create_table(self, config, learning_rates: Sequence[float] = (0.1,), hash_filter=None,
                      seed: int = 0, monolith_quirks: bool = False, fid_version: int = 2) -> Table:

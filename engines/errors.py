@@ -16,3 +16,10 @@ class CheckpointError(ValueError):
 
     The native modules raise this very type (their C++ CheckpointFailure is translated to it),
     so callers catch one class whichever engine they use."""
+
+
+class CheckpointWarning(UserWarning):
+    """A save succeeded (its commit point passed: the new checkpoint is the one on disk), but
+    a clean-up step after it failed, e.g. removing an older save's files. What was left and
+    why is in the message (docs/checkpoints.md, "Save"). Native engines warn with this type
+    too."""

@@ -15,6 +15,9 @@ from engines import validation as _v
 from engines.formats.shards import MAX_SHARDS
 
 MAX_SLOTS = 1 << 15           # fid-v2 slots: (fid >> 48) & 0x7FFF
+# Elements per sliding-filter split at most (the native engines' kMaxSplitCapacity, filters.h):
+# a split of 2**34 elements holds 1.2 * 2**34 two-byte cells, 41 GB.
+MAX_SPLIT_CAPACITY = 1 << 34
 MAX_COUNT = 15                # counts are 4 bits and saturate
 INT32_MAX = (1 << 31) - 1
 FILTER_HASH_SEED = 0x00007F1234567000
@@ -107,10 +110,8 @@ class FilterSpec:
         if canonical not in KINDS:
             raise ValueError(f"kind must be one of {list(KINDS) + list(KIND_ALIASES)}, "
                              f"got {kind!r}")
-        capacity = _v.check_int(capacity, "capacity")
+        capacity = _v.check_range(capacity, "capacity", 1, _v.MAX_INT64, "2**63 - 1")
         split_num = _v.check_int(split_num, "split_num")
-        if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
         if split_num < 1:
             raise ValueError(f"split_num must be >= 1, got {split_num}")
         if canonical == "sliding":
@@ -138,7 +139,12 @@ def _check_sliding_sizes(capacity: int, split_num: int) -> None:
                          f"split), got {split_num}")
     # Monolith clamps capacity up to 300; a split with trunc(split_capacity * 1.2) == 0 cells
     # would make it divide by zero on the first add, so reject it up front.
-    if int(sliding_split_capacity(capacity, split_num) * 1.2) < 1:
+    per_split = sliding_split_capacity(capacity, split_num)
+    if per_split > MAX_SPLIT_CAPACITY:
+        raise ValueError(f"capacity {capacity} is too large for split_num {split_num}: a split "
+                         f"would hold {per_split} elements (max(capacity, 300) // "
+                         f"(max(split_num, 5) - 1)), at most 2**34")
+    if int(per_split * 1.2) < 1:
         raise ValueError(f"capacity {capacity} is too small for split_num {split_num}: every "
                          f"split needs at least one element (max(capacity, 300) >= "
                          f"max(split_num, 5) - 1)")

@@ -13,9 +13,12 @@ import os
 
 import numpy as np
 
+from engines.formats.manifest import MAX_SHARDS
 
 MAX_REQ_TIME = (1 << 32) - 1          # entry timestamps are uint32 seconds
 MAX_GLOBAL_STEP = (1 << 63) - 1       # an int64 step counter that starts at 0
+MAX_INT64 = (1 << 63) - 1
+MAX_SHARD_INDEX = (1 << 31) - 1       # save_as_tensor's shard inputs are int32, as Monolith's
 _INT64 = np.iinfo(np.int64)
 
 
@@ -147,6 +150,34 @@ def check_global_step(x, name: str = "global_step") -> int:
     if not 0 <= value <= MAX_GLOBAL_STEP:
         raise ValueError(f"{name} must be in [0, 2**63 - 1], got {value}")
     return value
+
+
+def check_range(x, name: str, low: int, high: int, high_text: str | None = None) -> int:
+    """An integer in [low, high]; the message names the argument and the range."""
+    value = check_int(x, name)
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high_text or high}], got {value}")
+    return value
+
+
+def check_nshards(x, name: str = "nshards") -> int:
+    """A save's shard count: -1 (automatic) or one the `-%05d-of-%05d` names can express."""
+    value = check_int(x, name)
+    if value != -1 and not 1 <= value <= MAX_SHARDS:
+        raise ValueError(f"{name} must be -1 (automatic) or in [1, {MAX_SHARDS}], got {value}")
+    return value
+
+
+def check_save_as_tensor(shard_idx, num_shards, limit, offset) -> tuple[int, int, int, int]:
+    """(shard_idx, num_shards, limit, offset) of save_as_tensor, each range-checked: shards are
+    int32 as in Monolith's op, limit and offset int64."""
+    num_shards = check_range(num_shards, "num_shards", 1, MAX_SHARD_INDEX, "2**31 - 1")
+    shard_idx = check_int(shard_idx, "shard_idx")
+    if not 0 <= shard_idx < num_shards:
+        raise ValueError(f"shard_idx must be in [0, {num_shards}), got {shard_idx}")
+    limit = check_range(limit, "limit", 1, MAX_INT64, "2**63 - 1")
+    offset = check_range(offset, "offset", 0, MAX_INT64, "2**63 - 1")
+    return shard_idx, num_shards, limit, offset
 
 
 def check_bool(x, name: str) -> bool:

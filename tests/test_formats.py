@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engines.api import CheckpointError
+from engines.errors import CheckpointWarning
 from engines.formats import (
     decode_records, encode_records, find_shards, frame, load_entry_dumps, masked_crc, mix64,
     parse_entry_dump, read_records, read_shards, shard_name, shard_of, write_file_atomic,
@@ -380,8 +381,9 @@ def test_write_file_atomic_failure_leaves_final_name_untouched(tmp_path, monkeyp
 @pytest.mark.parametrize("failing_call,expect", [(1, "old"), (2, "new"), (3, "new")])
 def test_failed_shard_set_write_leaves_old_or_new_set(tmp_path, monkeypatch, failing_call, expect):
     """os.replace #1 installs the pending manifest (the commit point), #2 and #3 rename the
-    shards: a failure before the commit keeps the old set and no temporaries, one after it
-    leaves the new set readable through the pending manifest."""
+    shards: a failure before the commit raises and keeps the old set and no temporaries; one
+    after it is a warning (the save succeeded) and leaves the new set readable through the
+    pending manifest, which the next save completes."""
     base = str(tmp_path / "t")
     write_shards(base, [[b"a"], [b"b"]])
     real_replace = os.replace
@@ -394,11 +396,21 @@ def test_failed_shard_set_write_leaves_old_or_new_set(tmp_path, monkeypatch, fai
         real_replace(src, dst)
 
     monkeypatch.setattr(atomic_mod.os, "replace", fail_once)
-    with pytest.raises(OSError):
-        write_shards(base, [[b"c"], [b"d"]])
+    if expect == "old":
+        with pytest.raises(OSError, match="I/O error"):
+            write_shards(base, [[b"c"], [b"d"]])
+    else:
+        with pytest.warns(CheckpointWarning, match="I/O error; the manifest stays pending"):
+            write_shards(base, [[b"c"], [b"d"]])
     monkeypatch.undo()
     assert read_shards(base) == ([[b"a"], [b"b"]] if expect == "old" else [[b"c"], [b"d"]])
     if expect == "old":
+        assert sorted(os.listdir(tmp_path)) == ["t-00000-of-00002", "t-00001-of-00002",
+                                                "t.manifest"]
+    else:
+        assert (tmp_path / "t.manifest").read_text().split("\n")[1] == "state pending"
+        write_shards(base, [[b"e"], [b"f"]])
+        assert read_shards(base) == [[b"e"], [b"f"]]
         assert sorted(os.listdir(tmp_path)) == ["t-00000-of-00002", "t-00001-of-00002",
                                                 "t.manifest"]
 

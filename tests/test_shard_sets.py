@@ -22,40 +22,68 @@ def test_manifest_text_is_the_documented_one(tmp_path):
     files = [encode_records(r) for r in shards]
     expected = manifest_by_hand("t", files)
     assert (tmp_path / "t.manifest").read_bytes() == expected
-    assert expected.decode("ascii").splitlines()[:4] == [
-        "hashlab-checkpoint-manifest 1", "state committed", "shards 3",
+    assert expected.decode("ascii").splitlines()[:5] == [
+        "hashlab-checkpoint-manifest 2", "state committed", "generation 1", "shards 3",
         f"shard 0 t-00000-of-00003 {len(files[0])} {crc32c.crc32c(files[0]):08x}"]
     assert "shard 1 t-00001-of-00003 0 00000000" in expected.decode()
 
 
+def test_each_save_has_the_next_generation(tmp_path):
+    """The same content saved again gives another manifest: a reader can tell that the files
+    it read may have been replaced in between (docs/checkpoints.md, "Readers during a
+    save")."""
+    base = str(tmp_path / "t")
+    texts = []
+    for _ in range(3):
+        write_shards(base, [[b"same"]])
+        texts.append((tmp_path / "t.manifest").read_bytes())
+    assert [t.split(b"\n")[2] for t in texts] == [b"generation 1", b"generation 2",
+                                                  b"generation 3"]
+    (tmp_path / "t.manifest").write_bytes(manifest_by_hand(
+        "t", [encode_records([b"same"])], generation=None))          # version 1: generation 0
+    assert parse_manifest((tmp_path / "t.manifest").read_bytes(), "t", "m").generation == 0
+    write_shards(base, [[b"same"]])
+    assert (tmp_path / "t.manifest").read_bytes().split(b"\n")[2] == b"generation 1"
+
+
 def test_pending_manifest_has_the_temporary_names():
     m = Manifest(True, (ManifestShard("t-00000-of-00001", 12, 0xABC, ".t-00000-of-00001.tmp-"
-                                      "0123456789abcdef"),))
+                                      "0123456789abcdef"),), 5)
     text = manifest_bytes(m).decode()
-    assert text == ("hashlab-checkpoint-manifest 1\nstate pending\nshards 1\n"
+    assert text == ("hashlab-checkpoint-manifest 2\nstate pending\ngeneration 5\nshards 1\n"
                     "shard 0 t-00000-of-00001 12 00000abc .t-00000-of-00001.tmp-"
                     "0123456789abcdef\n")
     assert parse_manifest(text.encode(), "t", "t.manifest") == m
 
 
+V1 = "hashlab-checkpoint-manifest 1\nstate committed\n"
+V2 = "hashlab-checkpoint-manifest 2\nstate committed\ngeneration 1\n"
+
+
 @pytest.mark.parametrize("text,what", [
     ("", "end with a newline"),
-    ("hashlab-checkpoint-manifest 1\nstate committed\n", "first line"),
-    ("hashlab-checkpoint-manifest 2\nstate committed\nshards 1\n", "first line"),
+    (V1, "ends after line 2"),
+    (V2, "ends after line 3"),
+    ("hashlab-checkpoint-manifest 3\nstate committed\ngeneration 1\nshards 1\n", "first line"),
     ("hashlab-checkpoint-manifest 1\nstate maybe\nshards 1\n", "line 2"),
-    ("hashlab-checkpoint-manifest 1\nstate committed\nshards 01\n", "line 3"),
-    ("hashlab-checkpoint-manifest 1\nstate committed\nshards 100000\n", "line 3"),
-    ("hashlab-checkpoint-manifest 1\nstate committed\nshards 2\n"
-     "shard 0 t-00000-of-00002 1 00000000\n", "1 shard lines for 2"),
-    ("hashlab-checkpoint-manifest 1\nstate committed\nshards 1\n"
-     "shard 0 t-00000-of-00001 1 0000000g\n", "bad crc32c"),
-    ("hashlab-checkpoint-manifest 1\nstate committed\nshards 1\n"
-     "shard 0 t-00000-of-00001 ١ 00000000\n", "bad size"),
-    ("hashlab-checkpoint-manifest 1\nstate committed\nshards 1\n"
-     "shard 0 ../t-00000-of-00001 1 00000000\n", "is not shard 0 of 1 of t"),
-    ("hashlab-checkpoint-manifest 1\nstate committed\nshards 1\n"
-     "shard 1 t-00000-of-00001 1 00000000\n", "out of order"),
-    ("hashlab-checkpoint-manifest 1\nstate pending\nshards 1\n"
+    (V1 + "shards 01\n", "line 3"),
+    (V1 + "shards 100000\n", "line 3"),
+    (V1 + "generation 1\nshards 1\n", "line 3 must be 'shards"),
+    ("hashlab-checkpoint-manifest 2\nstate committed\nshards 1\n"
+     "shard 0 t-00000-of-00001 1 00000000\n", "line 3 must be 'generation"),
+    ("hashlab-checkpoint-manifest 2\nstate committed\ngeneration 0\nshards 1\n"
+     "shard 0 t-00000-of-00001 1 00000000\n", "line 3 must be 'generation"),
+    ("hashlab-checkpoint-manifest 2\nstate committed\ngeneration 07\nshards 1\n"
+     "shard 0 t-00000-of-00001 1 00000000\n", "line 3 must be 'generation"),
+    ("hashlab-checkpoint-manifest 2\nstate committed\ngeneration 18446744073709551616\n"
+     "shards 1\nshard 0 t-00000-of-00001 1 00000000\n", "line 3 must be 'generation"),
+    (V2 + "shards 1\n", "0 shard lines for 1"),
+    (V1 + "shards 2\nshard 0 t-00000-of-00002 1 00000000\n", "1 shard lines for 2"),
+    (V2 + "shards 1\nshard 0 t-00000-of-00001 1 0000000g\n", "bad crc32c"),
+    (V2 + "shards 1\nshard 0 t-00000-of-00001 \u0661 00000000\n", "bad size"),
+    (V2 + "shards 1\nshard 0 ../t-00000-of-00001 1 00000000\n", "is not shard 0 of 1 of t"),
+    (V2 + "shards 1\nshard 1 t-00000-of-00001 1 00000000\n", "out of order"),
+    ("hashlab-checkpoint-manifest 2\nstate pending\ngeneration 1\nshards 1\n"
      "shard 0 t-00000-of-00001 1 00000000 .t-00000-of-00001.tmp-XYZ\n", "temporary name"),
     ("hashlab-checkpoint-manifest 1\nstate pending\nshards 1\n"
      "shard 0 t-00000-of-00001 1 00000000 .u-00000-of-00001.tmp-0123456789abcdef\n",

@@ -9,11 +9,13 @@ import secrets
 import sys
 
 
-def write_file_atomic(path: str, data: bytes) -> None:
+def write_file_atomic(path: str, data: bytes, sync_dir: bool = True) -> None:
     """Write data to path via a hidden temp file in the same directory, fsync, rename, fsync dir.
 
-    The temp name starts with '.', so shard globs (`basename-*`) never see it. On any error the
-    temp file is removed and whatever was at `path` before is left untouched.
+    The temp name starts with '.', so shard globs (`basename-*`) never see it. On any error
+    before the rename the temp file is removed and whatever was at `path` before is left
+    untouched. sync_dir=False leaves the directory's fsync (the rename's durability) to the
+    caller, which can then tell a failure of the rename from one after it.
     """
     directory, name = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -30,7 +32,8 @@ def write_file_atomic(path: str, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
-    fsync_dir(directory)
+    if sync_dir:
+        fsync_dir(directory)
 
 
 def fsync_dir(directory: str) -> None:

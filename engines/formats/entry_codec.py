@@ -14,12 +14,22 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from engines.errors import CheckpointError
-from engines.formats.shards import find_shard_set, read_shard_records, shard_of
+from engines.formats.shards import read_shard_set, shard_of
 from engines.protos.embedding_hash_table_pb2 import EntryDump
 from engines.vocabulary import OPTIMIZERS
 
 F = np.float32
 MAX_TIMESTAMP = (1 << 32) - 1     # entry timestamps are uint32 seconds
+# The one bit pattern of NaN in a dump (a positive quiet NaN without payload); the C++ encoder
+# (entry_dump.cc, kCanonicalNaN) writes the same (docs/checkpoints.md, "NaN").
+CANONICAL_NAN = 0x7FC00000
+_NAN = np.array([CANONICAL_NAN], np.uint32).view(F)[0]
+
+
+def _canonical(values: np.ndarray) -> np.ndarray:
+    """values with every NaN replaced by the canonical one (a copy only when there is one)."""
+    nan = np.isnan(values)
+    return np.where(nan, _NAN, values) if nan.any() else values
 
 
 def parse_entry_dump(payload: bytes, path: str, index: int) -> EntryDump:
@@ -37,21 +47,19 @@ def load_entry_dumps(basename: str) -> list[EntryDump]:
     Everything is read, CRC-checked and parsed before returning, so a caller that restores from
     the result never sees a half-valid checkpoint.
     """
-    dumps = []
-    for shard in find_shard_set(basename).files:
-        dumps.extend(parse_entry_dump(p, shard.path, i)
-                     for i, p in enumerate(read_shard_records(shard)))
-    return dumps
+    return read_shard_set(basename, lambda _, shards: [
+        parse_entry_dump(p, shard.path, i) for shard, records in shards
+        for i, p in enumerate(records)])
 
 
 def _put_state(msg, fields, words: np.ndarray, dim: int) -> None:
     pos = 0
     for field, kind in fields:
         if kind == "vec":
-            getattr(msg, field).extend(words[pos:pos + dim].tolist())
+            getattr(msg, field).extend(_canonical(words[pos:pos + dim]).tolist())
             pos += dim
         elif kind == "f32":
-            setattr(msg, field, float(words[pos]))
+            setattr(msg, field, float(_canonical(words[pos:pos + 1])[0]))
             pos += 1
         else:   # "i64": two words holding an int64
             setattr(msg, field, int(words[pos:pos + 2].copy().view(np.int64)[0]))
@@ -60,11 +68,12 @@ def _put_state(msg, fields, words: np.ndarray, dim: int) -> None:
 
 def entry_dump(spec, num: np.ndarray, state: np.ndarray, ts: int,
                entry_id: int | None = None) -> EntryDump:
-    """The EntryDump of one entry of a table with layout `spec` (engines.config.TableSpec)."""
+    """The EntryDump of one entry of a table with layout `spec` (engines.config.TableSpec);
+    every NaN is written as CANONICAL_NAN."""
     d = EntryDump()
     if entry_id is not None:
         d.id = int(entry_id)
-    d.num.extend(num.tolist())
+    d.num.extend(_canonical(num).tolist())
     d.opt.SetInParent()
     for seg in spec.segments:
         info = OPTIMIZERS[seg.optimizer]
@@ -152,14 +161,19 @@ class StagedEntries:
 def stage_entries(spec, basename: str, quirks: bool = False) -> StagedEntries:
     """Read, check and parse a whole table checkpoint (docs/checkpoints.md, "Restore"):
     every record against the table layout, every id in the shard its fixed hash names (sets
-    with a manifest), no id twice. CheckpointError naming the file and record otherwise."""
-    shard_set = find_shard_set(basename)
+    with a manifest), no id twice. CheckpointError naming the file and record otherwise.
+    A save by another process meanwhile does not matter (shards.read_shard_set)."""
+    return read_shard_set(basename, lambda shard_set, shards: _stage(spec, shard_set, shards,
+                                                                     quirks))
+
+
+def _stage(spec, shard_set, shards, quirks: bool) -> StagedEntries:
     ids, nums, states, stamps = [], [], [], []
     starts = []                                   # (first entry index, path) of every file
-    for index, shard in enumerate(shard_set.files):
+    for index, (shard, records) in enumerate(shards):
         first = len(ids)
         starts.append((first, shard.path))
-        for k, payload in enumerate(read_shard_records(shard)):
+        for k, payload in enumerate(records):
             entry_id, num, state, ts = decode_entry(spec, payload, shard.path, k, quirks)
             ids.append(entry_id)
             nums.append(num)

@@ -11,7 +11,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from engines.errors import CheckpointError
-from engines.formats.shards import find_shard_set, read_shard_records, write_shards
+from engines.formats.shards import read_shard_set, write_shards
 from engines.protos import embedding_hash_table_pb2 as pb
 
 CELLS_PER_RECORD = 10000     # Monolith's kMaxNumPerTfRecord
@@ -67,10 +67,10 @@ def load_sliding(basename: str, split_num: int, max_backward_step: int,
     changes. `live_cells` lists the live splits' cell arrays (only their number is used: the
     files must cover every cell, as Monolith's writer and ours do). CheckpointError names the
     field or the file and record."""
-    shard_set = find_shard_set(basename)
-    shards = [read_shard_records(f) for f in shard_set.files]   # every file read and checked
+    read = read_shard_set(basename, lambda _, files: list(files))  # every file read, checked
+    shards = [records for _, records in read]
+    names = [f.path for f, _ in read]
     n = len(shards)
-    names = [f.path for f in shard_set.files]
     metas = [_check_meta(records, path, split_num, max_backward_step)
              for records, path in zip(shards, names)]
     if n != split_num:

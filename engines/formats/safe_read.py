@@ -14,6 +14,11 @@ import stat
 
 from engines.errors import CheckpointError
 
+
+class CheckpointFileMissing(CheckpointError):
+    """The file is not there (a reader may then look under another name)."""
+
+
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
     | getattr(os, "O_BINARY", 0)
 
@@ -22,10 +27,22 @@ def read_regular_file(path: str, expected_size: int | None = None,
                       max_size: int | None = None, what: str = "checkpoint file") -> bytearray:
     """The bytes of the regular file at path; CheckpointError naming it when it is missing,
     unreadable, not a regular file, not `expected_size` bytes long, or over `max_size`."""
+    fd, size = open_regular(path, expected_size, max_size, what)
+    try:
+        return _read_exactly(fd, size, path, what)
+    finally:
+        os.close(fd)
+
+
+def open_regular(path: str, expected_size: int | None = None, max_size: int | None = None,
+                 what: str = "checkpoint file") -> tuple[int, int]:
+    """(an open descriptor, its size) of the regular file at path, with the checks of
+    read_regular_file; the caller reads it with read_open and closes it. An open file keeps
+    the bytes it had when it was opened, whatever is renamed over its name afterwards."""
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: {what} not found") from None
+        raise CheckpointFileMissing(f"{path}: {what} not found") from None
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read {what}: {e.strerror or e}") from None
     try:
@@ -40,9 +57,15 @@ def read_regular_file(path: str, expected_size: int | None = None,
                                   f"shard)")
         if max_size is not None and size > max_size:
             raise CheckpointError(f"{path}: {size} bytes is too large for a {what}")
-        return _read_exactly(fd, size, path, what)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd, size
+
+
+def read_open(fd: int, size: int, path: str, what: str = "checkpoint file") -> bytearray:
+    """The `size` bytes of a descriptor from open_regular (which the caller still closes)."""
+    return _read_exactly(fd, size, path, what)
 
 
 def _read_exactly(fd: int, size: int, path: str, what: str) -> bytearray:

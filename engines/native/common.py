@@ -20,16 +20,37 @@ _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 def load_module(name: str, hint: str = ""):
     """engines.native.<name>, or EngineUnavailable when it was not built. A module whose enums
-    disagree with engines.vocabulary (a stale build) is unavailable too, with the reason."""
+    or shared constants disagree with Python's (a stale build) is unavailable too, with the
+    reason."""
     try:
         module = importlib.import_module(f"engines.native.{name}")
     except ImportError as exc:
         raise EngineUnavailable(f"not built: {exc}{hint}") from exc
     try:
         vocabulary.check_native_names(module)
+        check_native_constants(module)
     except ImportError as exc:
         raise EngineUnavailable(str(exc)) from exc
     return module
+
+
+def shared_constants() -> dict:
+    """The constants the C++ core defines (binding_common.h, bind_constants) and the Python
+    engines use too, with Python's values."""
+    from engines import filters
+    from engines.formats import entry_codec, manifest, shards
+    return {"MAX_SHARDS": manifest.MAX_SHARDS, "OPEN_BATCH": shards.OPEN_BATCH,
+            "READ_ATTEMPTS": shards.READ_ATTEMPTS, "CANONICAL_NAN": entry_codec.CANONICAL_NAN,
+            "MAX_SPLIT_CAPACITY": filters.MAX_SPLIT_CAPACITY}
+
+
+def check_native_constants(module) -> None:
+    """ImportError when a native module's constants differ from Python's."""
+    for name, value in shared_constants().items():
+        got = getattr(module, name, None)
+        if got != value:
+            raise ImportError(f"{module.__name__}.{name} is {got}, Python has {value}: rebuild "
+                              f"the native modules")
 
 
 def _value(value) -> str:
@@ -105,10 +126,6 @@ class NativeTable(api.Table):
         self._t.commit_restore(staged)
 
     def _save_as_tensor(self, shard_idx, num_shards, limit, offset):
-        int64_arg(offset, "offset")
-        int64_arg(limit, "limit")
-        if num_shards >= 1 << 32:
-            raise ValueError(f"num_shards must be < 2**32, got {num_shards}")
         return self._t.save_as_tensor(shard_idx, num_shards, limit, offset)
 
     def memory_bytes(self) -> int:

@@ -23,8 +23,9 @@ class TensorFlowEngine(api.Engine):
     # Default mode: every op, optimizer, filter (the reference filters), fused block loop,
     # TTL, dedup and quirks, bit-identical to the numpy reference.
     capabilities = api.Capabilities()
-    # optimizer -> why this engine's results differ from the reference (empty by default)
-    known_divergences: dict[str, str] = {}
+    # optimizer -> engines.Divergence: why this engine's results differ from the reference
+    # and by how much at most (empty by default)
+    known_divergences: dict = {}
 
     @classmethod
     def probe(cls) -> None:

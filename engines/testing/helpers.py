@@ -39,10 +39,17 @@ def rows(*values, dim=None) -> np.ndarray:
 SNAPSHOT_PROBE = np.arange(-3, 8, dtype=np.int64)
 
 
-def small_table(engine):
-    """An adagrad table of dim 2 holding ids 1, 2, 3 (written at req_time 5)."""
-    t = engine.create_table(engines.table_config(dim=2, optimizer="adagrad"),
-                            learning_rates=(0.1,))
+def declared_optimizer(engine, preferred: str = "adagrad") -> str:
+    """`preferred` when the engine declares it, else sgd (the optimizer every engine must
+    declare); a test that needs a particular optimizer uses `require` instead."""
+    return preferred if preferred in engine.capabilities.optimizers else "sgd"
+
+
+def small_table(engine, optimizer: str | None = None):
+    """A table of dim 2 holding ids 1, 2, 3 (written at req_time 5): adagrad where the engine
+    declares it, else sgd (or `optimizer`)."""
+    t = engine.create_table(engines.table_config(
+        dim=2, optimizer=optimizer or declared_optimizer(engine)), learning_rates=(0.1,))
     t.assign(ids(1, 2, 3), rows([1, 2], [3, 4], [5, 6]), req_time=5)
     return t
 
@@ -83,10 +90,13 @@ def tfrecord_payloads(data: bytes) -> list[bytes]:
 
 
 def manifest_by_hand(prefix: str, files: list[bytes], state: str = "committed",
-                     temps: list[str] | None = None) -> bytes:
-    """The `<prefix>.manifest` of shard files with these bytes (docs/checkpoints.md)."""
+                     temps: list[str] | None = None, generation: int | None = 1) -> bytes:
+    """The `<prefix>.manifest` of shard files with these bytes (docs/checkpoints.md);
+    generation=None writes version 1 (no generation line)."""
     n = len(files)
-    lines = ["hashlab-checkpoint-manifest 1", f"state {state}", f"shards {n}"]
+    lines = ["hashlab-checkpoint-manifest 1", f"state {state}"] if generation is None else \
+        ["hashlab-checkpoint-manifest 2", f"state {state}", f"generation {generation}"]
+    lines.append(f"shards {n}")
     for i, data in enumerate(files):
         line = f"shard {i} {prefix}-{i:05d}-of-{n:05d} {len(data)} {crc32c.crc32c(data):08x}"
         lines.append(line + (f" {temps[i]}" if temps else ""))

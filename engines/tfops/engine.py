@@ -15,8 +15,10 @@ import dataclasses
 import functools
 import os
 import re
+import warnings
 
 from engines import api
+from engines.errors import CheckpointWarning
 from engines import validation as _v
 from engines.native.common import NativeTable, int64_arg
 
@@ -136,7 +138,10 @@ class _OpTable:
         return int(self.tf_table.memory_bytes())
 
     def save(self, basename, nshards):
-        return [p.decode() for p in self.tf_table.save_shards(basename, nshards).numpy()]
+        paths, warning = self.tf_table.save_shards(basename, nshards)
+        if warning.numpy():            # a step after the commit point failed; the save holds
+            warnings.warn(CheckpointWarning(warning.numpy().decode()), stacklevel=3)
+        return [p.decode() for p in paths.numpy()]
 
     def stage_restore(self, basename):
         return _StagedRestore(self.tf_table, int(self.tf_table.stage_restore(basename)))
@@ -145,8 +150,6 @@ class _OpTable:
         staged.commit()
 
     def save_as_tensor(self, shard_idx, num_shards, limit, offset):
-        if num_shards >= 1 << 31:      # the op's shard inputs are int32, as Monolith's
-            raise ValueError(f"num_shards must be < 2**31, got {num_shards}")
         new_offset, dumps = self.tf_table.save_as_tensor(shard_idx, num_shards, limit, offset)
         return int(new_offset), [bytes(d) for d in dumps.numpy()]
 

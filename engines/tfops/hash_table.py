@@ -371,8 +371,10 @@ class HashTable:
             self._table, tf.convert_to_tensor(basename, tf.string),
             nshards=self._saver_parallel, random_sleep_ms=int(random_sleep_ms)))
 
-    def save_shards(self, basename, nshards=-1) -> tf.Tensor:
-        """Save with the shard count as a tensor (-1: automatic) and return the paths."""
+    def save_shards(self, basename, nshards=-1) -> tuple[tf.Tensor, tf.Tensor]:
+        """Save with the shard count as a tensor (-1: automatic); returns the paths and what
+        failed after the commit point ("" when nothing did; the save succeeded either way,
+        docs/checkpoints.md)."""
         return lib().hashlab_hash_table_save(
             self._table, tf.convert_to_tensor(basename, tf.string),
             _scalar_i64(nshards, "nshards"))

@@ -51,24 +51,29 @@ class TorchrecEngine(PeerEngine):
     venv = VENV
     worker_script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
     label = "TorchRec worker"
-    # Declared bound of both divergences, |engine - reference| <= BOUND * max(1, |reference|),
-    # checked by tests/peer/test_torchrec_engine.py; measured worst cases in the texts.
+    # Declared bound of both divergences, |engine - reference| <= BOUND * max(1, |reference|)
+    # (engines.Divergence: that relative bound, or that absolute one below 1), checked by
+    # tests/peer/test_torchrec_engine.py and by the parity runner; measured worst cases in the
+    # texts.
     divergence_bound = 1e-5
     known_divergences = {
-        "sgd": "FBGEMM's EXACT_SGD computes w + (-lr)*g as one fused multiply-add (one "
-               "rounding); Monolith rounds lr*g first. Per step the results differ by at most "
-               "half an ulp of lr*g. Declared bound: |dw| <= 1e-5 * max(1, |w|). Measured "
-               "worst: 6.6e-7 after 20 steps of 2,000 gradients on 300 ids (lr 0.1), 4.8e-7 in "
-               "the catalog's default-size optimizer_sweep; in ulps of the result up to 4,132, "
-               "where w - lr*g nearly cancels to zero.",
-        "adagrad": "FBGEMM's EXACT_ADAGRAD (element-wise, as Monolith's) accumulates n += g*g "
-                   "as a fused multiply-add and orders lr*g/sqrt(n) its own way; Monolith "
-                   "computes w -= (lr/sqrt(n))*g. Weight decay is fed as g + wd*w (Monolith's "
-                   "rule). Declared bound: |dw| <= 1e-5 * max(1, |w|). Measured worst: 3.6e-7 "
-                   "after 20 steps of 2,000 gradients on 300 ids (lr 0.1, with and without weight "
-                   "decay), 3.0e-7 in the catalog's default-size optimizer_sweep; in ulps of the "
-                   "result up to 5,909, where w nearly cancels to zero. monolith_optimize (lr "
-                   "0.001) stays within 4 ulp.",
+        "sgd": api.Divergence(
+            "FBGEMM's EXACT_SGD computes w + (-lr)*g as one fused multiply-add (one rounding); "
+            "Monolith rounds lr*g first. Per step the results differ by at most half an ulp of "
+            "lr*g. Declared bound: |dw| <= 1e-5 * max(1, |w|). Measured worst: 6.6e-7 after 20 "
+            "steps of 2,000 gradients on 300 ids (lr 0.1), 4.8e-7 in the catalog's "
+            "default-size optimizer_sweep; in ulps of the result up to 4,132, where w - lr*g "
+            "nearly cancels to zero.",
+            max_rel=divergence_bound, abs_floor=divergence_bound),
+        "adagrad": api.Divergence(
+            "FBGEMM's EXACT_ADAGRAD (element-wise, as Monolith's) accumulates n += g*g as a "
+            "fused multiply-add and orders lr*g/sqrt(n) its own way; Monolith computes "
+            "w -= (lr/sqrt(n))*g. Weight decay is fed as g + wd*w (Monolith's rule). Declared "
+            "bound: |dw| <= 1e-5 * max(1, |w|). Measured worst: 3.6e-7 after 20 steps of 2,000 "
+            "gradients on 300 ids (lr 0.1, with and without weight decay), 3.0e-7 in the "
+            "catalog's default-size optimizer_sweep; in ulps of the result up to 5,909, where w "
+            "nearly cancels to zero. monolith_optimize (lr 0.001) stays within 4 ulp.",
+            max_rel=divergence_bound, abs_floor=divergence_bound),
     }
 
     def __init__(self, python: str | None = None, worker_script: str | None = None,

@@ -1,9 +1,9 @@
 """Compare one op's outputs (engine vs reference) under the tolerance policy.
 
-Policy (docs/semantics.md §4): storage ops are exact, bit for bit; once optimizer math has
-touched a table, its floats may differ by at most `max_ulp` ulps (default 4; absolute
-differences up to `abs_floor` always pass). Integers (sizes, offsets, ids, timestamps) are
-exact in every mode. Serialized entries and checkpoint files are compared as bytes first; if
+Policy (docs/semantics.md §4, engines.tolerance): storage ops are exact, bit for bit; once
+optimizer math has touched a table, its floats may differ by at most `max_ulp` ulps (default
+engines.tolerance.MAX_ULP; absolute differences up to `abs_floor` always pass). Integers
+(sizes, offsets, ids, timestamps) are exact in every mode. Serialized entries and checkpoint files are compared as bytes first; if
 the bytes differ they are decoded and compared field by field, so a legal ulp difference in
 one float is told apart from a wrong id, count or layout.
 """
@@ -12,18 +12,18 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from google.protobuf.descriptor import FieldDescriptor
 
-from lab.parity.ulp import ErrorStats, error_stats, within_ulps
+from engines import tolerance
+from lab.parity.ulp import ErrorStats, error_stats
 
 EXACT, ULP = "exact", "ulp"
-_FLOAT_TYPES = (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE)
 
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
-    max_ulp: int = 4
-    abs_floor: float = 1e-12
+    max_ulp: float = tolerance.MAX_ULP
+    abs_floor: float = tolerance.ABS_FLOOR
+    max_rel: float | None = None      # a known divergence's relative bound (engines.Divergence)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +45,10 @@ def _floats(actual, expected, mode, policy, what) -> Verdict:
         bad = a32.view(np.uint32) != e32.view(np.uint32)
         rule = "bit-exact"
     else:
-        bad = ~within_ulps(a32, e32, policy.max_ulp, policy.abs_floor)
-        rule = f"<= {policy.max_ulp} ulp"
+        bad = ~tolerance.within_ulps(a32, e32, policy.max_ulp, policy.abs_floor,
+                                     policy.max_rel)
+        rule = f"<= {policy.max_ulp:g} ulp" + \
+            (f" or {policy.max_rel:g} relative" if policy.max_rel is not None else "")
     if not bad.any():
         return Verdict(True, stats)
     first = np.unravel_index(np.flatnonzero(bad.reshape(-1))[0], a.shape) if a.ndim else ()
@@ -63,28 +65,15 @@ def _ints(actual, expected, what) -> Verdict:
                                f"reference {e.tolist() if e.size < 12 else e.shape}")
 
 
-def _repeated(field) -> bool:
-    # FieldDescriptor.label is gone in protobuf 7; is_repeated is missing from old runtimes.
-    flag = getattr(field, "is_repeated", None)
-    return flag if flag is not None else field.label == FieldDescriptor.LABEL_REPEATED
-
-
 def flatten_message(msg) -> tuple[list, list]:
-    """(float values, every other field value) of a protobuf message, recursively."""
+    """(float values, every other field with its path) of a protobuf message, recursively
+    (engines.tolerance.message_fields)."""
     floats, exact = [], []
-    for field, value in msg.ListFields():
-        values = value if _repeated(field) else [value]
-        for v in values:
-            if field.type == FieldDescriptor.TYPE_MESSAGE:
-                f2, x2 = flatten_message(v)
-                exact.append((field.name, "{"))
-                floats.extend(f2)
-                exact.extend(x2)
-                exact.append((field.name, "}"))
-            elif field.type in _FLOAT_TYPES:
-                floats.append(v)
-            else:
-                exact.append((field.name, v))
+    for name, kind, value in tolerance.message_fields(msg):
+        if kind == tolerance.FLOAT:
+            floats.extend(value)
+        else:
+            exact.append((name, value))
     return floats, exact
 
 

@@ -1,5 +1,6 @@
 """float32 error measures: the abs / rel / ulp summary of two arrays (the ulp distance itself
-is engines.ulp's, shared with the conformance suite)."""
+is engines.ulp's and the tolerance test engines.tolerance's, shared with the conformance
+suite)."""
 from __future__ import annotations
 
 import dataclasses
@@ -35,13 +36,3 @@ def error_stats(actual, expected) -> ErrorStats:
     rel = np.where(diff == 0, 0.0, diff / np.maximum(np.abs(e), np.finfo(np.float32).tiny))
     return ErrorStats(float(diff.max()), float(rel.max()),
                       float(ulp_distance(actual, expected).max()))
-
-
-def within_ulps(actual, expected, max_ulp: int, abs_floor: float) -> np.ndarray:
-    """Elementwise tolerance test: at most `max_ulp` apart, or within `abs_floor` absolutely
-    (ulps are meaningless next to zero, where a tiny value is many ulps from 0)."""
-    a = np.asarray(actual, dtype=np.float32)
-    e = np.asarray(expected, dtype=np.float32)
-    with np.errstate(invalid="ignore"):
-        close = np.abs(a.astype(np.float64) - e.astype(np.float64)) <= abs_floor
-    return (ulp_distance(a, e) <= max_ulp) | close

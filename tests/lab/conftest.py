@@ -59,11 +59,35 @@ class SkippingAdagradEngine(NumpyEngine):
         return _SkippingTable(self, spec, learning_rates, hash_filter, seed, monolith_quirks)
 
 
+NUDGE_ULP = 10
+
+
+class _NudgingTable(NumpyTable):
+    def _apply_gradients(self, ids, grads, *rest):
+        super()._apply_gradients(ids, grads, *rest)
+        rows = self._rows_of(np.unique(ids))
+        w = self._emb[rows[rows >= 0]]
+        for _ in range(NUDGE_ULP):                     # every updated weight 10 ulp up
+            w = np.nextafter(w, np.float32(np.inf))
+        self._emb[rows[rows >= 0]] = w
+
+
+class NudgingEngine(NumpyEngine):
+    """Diverges on purpose, by a known amount: every optimizer step leaves the updated weights
+    NUDGE_ULP ulp above the reference's (as a kernel that rounds differently would)."""
+    name = "test-nudging"
+
+
+NudgingEngine._create_table = lambda self, spec, lrs, hf, seed, quirks: _NudgingTable(
+    self, spec, lrs, hf, seed, quirks)
+
+
 @pytest.fixture
 def broken_engines():
     """Register the broken engines for one test; yields their names."""
     made = {OneUlpLookupEngine.name: OneUlpLookupEngine,
-            SkippingAdagradEngine.name: SkippingAdagradEngine}
+            SkippingAdagradEngine.name: SkippingAdagradEngine,
+            NudgingEngine.name: NudgingEngine}
     for name, cls in made.items():
         engines.register(name, lambda cls=cls, **opts: cls(**opts))
     yield list(made)

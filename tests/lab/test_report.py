@@ -11,6 +11,8 @@ import re
 import matplotlib.colors as mcolors
 import numpy as np
 import pandas as pd
+
+from engines import tolerance
 import pytest
 from matplotlib.patches import Rectangle
 
@@ -239,6 +241,26 @@ def test_column_names_carry_units_and_direction(suite):
     summary = writer.summary_table(suite)
     assert any("ulp" in c and "lower is better" in c for c in summary.columns)
     assert any("speedup over numpy" in c and "higher is better" in c for c in summary.columns)
+
+
+def test_known_divergences_show_the_declared_bound_beside_the_measured_error(
+        suite, monkeypatch):
+    """Issue 20, rows 8 and 9: the failures-and-divergences table puts each pair's measured
+    worst error beside the bound its engine declared, and the page's tolerance text reads
+    engines.tolerance.MAX_ULP."""
+    summary = suite.parity_summary.copy()
+    summary.loc[summary.engine == "test-one-ulp-lookup", "status"] = "known_divergence"
+    summary.loc[summary.engine == "test-one-ulp-lookup", "bound"] = "2 ulp per step"
+    view = writer.parity_view(dataclasses.replace(suite, parity_summary=summary),
+                              ("known_divergence",))
+    assert {"worst error (ulp) ↓ lower is better", "worst rel. error",
+            "declared bound"} <= set(view.columns)
+    assert set(view["declared bound"]) == {"2 ulp per step"}
+    monkeypatch.setattr(tolerance, "MAX_ULP", 7)
+    texts = [p for _, paragraphs, _ in writer._sections(
+        suite, pd.DataFrame(), suite.perf, pd.DataFrame(), [], {}, [], None, "")
+        for p in paragraphs]
+    assert any("within 7 ulp" in t for t in texts)
 
 
 def test_summary_counts_only_engines_that_ran(suite):

@@ -1,6 +1,7 @@
 import numpy as np
 
-from lab.parity.ulp import error_stats, ulp_distance, within_ulps
+from engines.tolerance import within_ulps
+from lab.parity.ulp import error_stats, ulp_distance
 
 F = np.float32
 
@@ -41,3 +42,42 @@ def test_error_stats_and_tolerance():
     assert not within_ulps(a, b, 1, 0.0).all()
     # Near zero an absolute floor applies: 1e-13 vs 0 is billions of ulps but passes.
     assert within_ulps(F(1e-13), F(0.0), 4, 1e-12)
+
+
+def test_one_tolerance_for_the_suite_and_the_reports():
+    """Issue 20, row 9: the conformance suite (engines.testing.compare) and the parity
+    reports (lab.parity.compare) read one policy, engines.tolerance, and agree at its edge."""
+    import pytest
+
+    from engines import tolerance
+    from engines.testing.compare import assert_dumps_close, assert_floats_close
+    from engines.protos.embedding_hash_table_pb2 import EntryDump
+    from lab.parity.compare import ULP, Policy, compare_outputs
+
+    assert Policy() == Policy(tolerance.MAX_ULP, tolerance.ABS_FLOOR)
+    ref = F(1.5)
+    edge, beyond = ref, ref
+    for k in range(tolerance.MAX_ULP + 1):
+        edge, beyond = beyond, np.nextafter(beyond, F(2))
+    assert compare_outputs({"embeddings": [edge]}, {"embeddings": [ref]}, ULP).ok
+    assert not compare_outputs({"embeddings": [beyond]}, {"embeddings": [ref]}, ULP).ok
+    assert_floats_close([edge], [ref], "edge")
+    with pytest.raises(AssertionError):
+        assert_floats_close([beyond], [ref], "beyond")
+    dumps = [EntryDump(id=1, num=[float(v)]).SerializeToString() for v in (ref, edge, beyond)]
+    assert_dumps_close(dumps[1], dumps[0], "edge")
+    with pytest.raises(AssertionError):
+        assert_dumps_close(dumps[2], dumps[0], "beyond")
+
+
+def test_repeated_fields_on_every_protobuf_runtime():
+    """FieldDescriptor.label is gone in protobuf 7, is_repeated missing from old runtimes:
+    tolerance.is_repeated reads either, for both comparers."""
+    from types import SimpleNamespace
+
+    from google.protobuf.descriptor import FieldDescriptor
+
+    from engines import tolerance
+    assert tolerance.is_repeated(SimpleNamespace(is_repeated=True))
+    assert tolerance.is_repeated(SimpleNamespace(label=FieldDescriptor.LABEL_REPEATED))
+    assert not tolerance.is_repeated(SimpleNamespace(label=FieldDescriptor.LABEL_OPTIONAL))

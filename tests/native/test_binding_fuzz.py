@@ -8,8 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engines
+from engines.native.cpu import native_module
 
-native = pytest.importorskip("engines.native._native_cpu")
+# The compiled engine is part of every install: its absence is an error, never a skip
+# (a CI run must fail when the native build silently failed; tests/native/test_build.py).
+native = native_module()
 from engines.native.common import config_text  # noqa: E402
 
 DIM = 3

@@ -3,14 +3,20 @@ parallel (shared lock, GIL released); an update takes the table exclusively, so 
 sees the table entirely before or entirely after each update."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
 import pytest
 
 import engines
+from engines.native.cpu import native_module
 
-pytest.importorskip("engines.native._native_cpu")
+# The compiled engine is part of every install: its absence is an error, never a skip
+# (a CI run must fail when the native build silently failed; tests/native/test_build.py).
+native_module()
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -76,3 +82,33 @@ def test_concurrent_updates_on_two_tables_sharing_a_pool():
     probe = np.arange(5000, dtype=np.int64)
     for t in tables:
         assert t.lookup_entry(probe) == ref.lookup_entry(probe)
+
+
+_THREAD_COUNTS = """
+import os, numpy as np, engines
+count = lambda: len(os.listdir("/proc/self/task"))
+before = count()
+eng = engines.get("native-cpu", threads=4)
+t = eng.create_table(engines.table_config(dim=4))
+t.assign(np.arange(3, dtype=np.int64), np.ones((3, 4), np.float32))       # one chunk: inline
+idle = count()
+n = 200_000
+t.assign(np.arange(n, dtype=np.int64), np.ones((n, 4), np.float32))
+working = count()
+t.lookup(np.arange(n, dtype=np.int64))
+print(before, idle, working, count())
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_pool_threads_start_with_the_first_parallel_job():
+    """An engine that never runs parallel work has no thread of its own (issue 20, row 11: the
+    simulated child's capability probe had an idle pool thread, whose first run landed inside
+    a counted call); its first parallel job starts them, once. In a fresh process, so no other
+    test's engine comes and goes meanwhile."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", _THREAD_COUNTS], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, idle, working, after = map(int, out.stdout.split())
+    assert (idle, working, after) == (before, before + 3, before + 3)

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 import engines
+from engines.native.cpu import native_module
 
-pytest.importorskip("engines.native._native_cpu")
+# The compiled engine is part of every install: its absence is an error, never a skip
+# (a CI run must fail when the native build silently failed; tests/native/test_build.py).
+native_module()
 
 CONFIGS = {
     "adagrad": dict(dim=8, optimizer="adagrad", initializer="random_uniform",

@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 
 import engines
+from engines.native.cpu import native_module
 from engines import vocabulary
 from engines.errors import CheckpointError
 from engines.native.common import config_text
 
-native = pytest.importorskip("engines.native._native_cpu")
+# The compiled engine is part of every install: its absence is an error, never a skip
+# (a CI run must fail when the native build silently failed; tests/native/test_build.py).
+native = native_module()
 
 
 def _names(enum_type):

@@ -119,7 +119,9 @@ def test_optimizers_within_their_declared_divergence(torchrec, opt, extra, dedup
     np.testing.assert_array_equal(a == 0, b == 0)
     assert opt in torchrec.known_divergences
     bound = torchrec.divergence_bound
-    assert f"{bound:.0e}".replace("e-0", "e-") in torchrec.known_divergences[opt]
+    declared = torchrec.known_divergences[opt]
+    assert f"{bound:.0e}".replace("e-0", "e-") in declared.why
+    assert (declared.max_rel, declared.abs_floor, declared.per_step) == (bound, bound, False)
     worst = float(np.max(np.abs(a - b) / np.maximum(1, np.abs(b))))
     assert worst <= bound, f"{opt}: {worst:.3g} beyond the declared {bound}"
 

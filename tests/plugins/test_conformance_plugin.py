@@ -5,6 +5,9 @@ folder outside the repository, on engines given as module:Factory targets (not i
   that can see that bug, and nothing else.
 - The example dict engine (examples/dict_engine) passes what it declares and skips the rest,
   each skip naming the capability it does not declare; the summary is printed.
+- A minimal engine (minimal_engine.py: sgd and the storage ops, refusing everything else)
+  passes the whole kit: every fixture builds what the engine declares, and every other test
+  skips naming the capability (issue 20, row 7).
 """
 from __future__ import annotations
 
@@ -92,6 +95,33 @@ def test_example_engine_passes_what_it_declares(tmp_path):
     ran = {case_id(c) for c in cases if outcome(c) == "passed"}
     assert "test_stateful_vs_numpy::test_stateful_vs_numpy" in ran
     assert "test_optimizer_vectors::test_adagrad_weight_decay_scalar_path" in ran
+
+
+def test_minimal_engine_passes_the_whole_kit(tmp_path):
+    code, out, cases = run_suite(tmp_path, "minimal_engine:MinimalEngine", HERE,
+                                 "--hashlab-stateful-examples=20")
+    assert code == 0, out[-5000:]
+    outcomes = [outcome(c) for c in cases]
+    assert "failure" not in outcomes and "error" not in outcomes
+    for case in cases:
+        if outcome(case) == "skipped":
+            message = case.find("skipped").get("message")
+            assert "engine test-minimal does not declare" in message, (case_id(case), message)
+    ran = {case_id(c) for c in cases if outcome(c) == "passed"}
+    # what it declares is checked: storage ops, sgd, checkpoints (hostile files, crashes,
+    # readers during saves, faults), bad input, the state machine against numpy
+    for test in ("test_table_ops::test_duplicates_within_one_call",
+                 "test_optimizer_vectors::test_sgd_basic",
+                 "test_hostile_checkpoints::test_hostile_checkpoint_is_a_checkpoint_error_and_"
+                 "changes_nothing",
+                 "test_crash_safety::test_killed_save_leaves_old_or_new_checkpoint",
+                 "test_restore_during_saves::test_restore_while_another_process_saves",
+                 "test_save_faults::test_disk_full_at_the_manifest_write_changes_nothing",
+                 "test_bad_input::test_bad_input_names_argument_and_changes_nothing",
+                 "test_stateful_vs_numpy::test_stateful_vs_numpy"):
+        assert test in ran, test
+    assert outcomes.count("passed") >= 180 and outcomes.count("skipped") >= 80, \
+        (outcomes.count("passed"), outcomes.count("skipped"))
 
 
 @pytest.mark.parametrize("engine,message", [

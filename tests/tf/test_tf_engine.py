@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import engines
+from engines.tolerance import within_ulps
 
 tf = pytest.importorskip("tensorflow", reason="tensorflow is not installed (`tf` extra)")
 
@@ -147,6 +148,10 @@ def test_kernel_mode_divergence_is_measured(optimizer, fields):
     assert max_ulp(got, want) > 0
     if optimizer != "rmsprop":                 # rounding-only divergences stay tiny
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    # ... and within the bound the engine declares after its 3 steps (issue 20, row 8)
+    declared = kern.known_divergences[optimizer]
+    ulp, rel, floor = declared.bound(3)
+    assert within_ulps(got, want, ulp, floor, rel).all(), declared.describe(3)
 
 
 @pytest.mark.parametrize("optimizer,fields", [("sgd", {}), ("momentum", {}), ("adam", {}),

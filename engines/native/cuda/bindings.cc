@@ -177,6 +177,7 @@ NB_MODULE(_native_cuda, m) {
   m.doc() = "hashtable-lab native GPU engine (CUDA tables; see engines/native/cuda/README.md)";
   hashlab::binding::register_errors();
   hashlab::binding::bind_vocabulary(m);
+  hashlab::binding::bind_constants(m);
 
   // "" when a CUDA device can be used, else why not (cudaGetDeviceCount's error string).
   m.def("probe", []() -> std::string {
@@ -348,10 +349,14 @@ NB_MODULE(_native_cuda, m) {
         return bytes_list(dumps);
       }, "ids"_a.noconvert())
       .def("save", [](GpuTable& t, const std::string& basename, int64_t nshards) {
-        nb::gil_scoped_release rel;
-        const HostEntries entries(t);
-        return hashlab::ShardCodec(t.config(), codec_pool())
-            .save(entries, t.max_update_ts(), basename, nshards);
+        hashlab::SaveResult result;
+        {
+          nb::gil_scoped_release rel;
+          const HostEntries entries(t);
+          result = hashlab::ShardCodec(t.config(), codec_pool())
+                       .save(entries, t.max_update_ts(), basename, nshards);
+        }
+        return hashlab::binding::saved_paths(std::move(result));
       }, "basename"_a, "nshards"_a)
       .def("save_as_tensor", [](GpuTable& t, int64_t shard_idx, int64_t num_shards,
                                 int64_t limit, int64_t offset) {

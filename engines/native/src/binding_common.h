@@ -8,6 +8,9 @@
 #include <iterator>
 #include <system_error>
 
+#include "checkpoint_files.h"
+#include "entry_dump.h"
+#include "filters.h"
 #include "table_config.h"
 
 namespace hashlab::binding {
@@ -33,6 +36,17 @@ inline void register_errors() {
   });
 }
 
+// The paths of a save; a failure after its commit point (the save succeeded) becomes an
+// engines.errors.CheckpointWarning. Call with the GIL held.
+inline std::vector<std::string> saved_paths(SaveResult result) {
+  if (!result.warning.empty()) {
+    static PyObject* warning =
+        nb::module_::import_("engines.errors").attr("CheckpointWarning").inc_ref().ptr();
+    if (PyErr_WarnEx(warning, result.warning.c_str(), 1) != 0) throw nb::python_error();
+  }
+  return std::move(result.paths);
+}
+
 // The vocabulary as Python enums (Optimizer, Initializer, Compressor): engines/vocabulary.py
 // checks its names against these at import, so a name added on one side only fails loudly.
 template <typename E, size_t N>
@@ -45,6 +59,16 @@ inline void bind_vocabulary(nb::module_& m) {
   bind_enum<OptKind>(m, "Optimizer", kOptimizerNames);
   bind_enum<InitKind>(m, "Initializer", kInitializerNames);
   bind_enum<CompKind>(m, "Compressor", kCompressorNames);
+}
+
+// The constants Python has too, defined here once: engines/native/common.py checks them against
+// Python's when a module loads (a stale build fails loudly, not as a silent mismatch).
+inline void bind_constants(nb::module_& m) {
+  m.attr("MAX_SHARDS") = kMaxShards;
+  m.attr("OPEN_BATCH") = kOpenBatch;
+  m.attr("READ_ATTEMPTS") = kReadAttempts;
+  m.attr("CANONICAL_NAN") = kCanonicalNaN;
+  m.attr("MAX_SPLIT_CAPACITY") = kMaxSplitCapacity;
 }
 
 }  // namespace hashlab::binding

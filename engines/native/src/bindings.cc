@@ -109,6 +109,7 @@ NB_MODULE(_native_cpu, m) {
   m.doc() = "hashtable-lab native CPU engine (C++ core; see engines/native/README.md)";
   hashlab::binding::register_errors();
   hashlab::binding::bind_vocabulary(m);
+  hashlab::binding::bind_constants(m);
 
   m.def("crc32c", [](nb::bytes data) {
     return hashlab::crc32c(reinterpret_cast<const uint8_t*>(data.c_str()), data.size());
@@ -135,7 +136,7 @@ NB_MODULE(_native_cpu, m) {
         const int64_t cap = std::max<int64_t>(capacity, 300);
         if (static_cast<int64_t>(static_cast<double>(cap / (n - 1)) * 1.2) < 1)
           throw std::invalid_argument("capacity is too small for split_num");
-        if (cap / (n - 1) > (int64_t{1} << 34))
+        if (cap / (n - 1) > hashlab::kMaxSplitCapacity)
           throw std::invalid_argument("capacity is too large");
         Filter f{std::make_shared<hashlab::SlidingHashFilter>(capacity, split_num)};
         f.f->set_thresholds(thresholds_of(thr));
@@ -305,8 +306,12 @@ NB_MODULE(_native_cpu, m) {
       .def("max_update_ts", [](Table& t) { return t.max_update_ts(); })
       .def("memory_bytes", [](Table& t) { return t.memory_bytes(); })
       .def("save", [](Table& t, const std::string& basename, int64_t nshards) {
-        nb::gil_scoped_release rel;
-        return t.save(basename, nshards);
+        hashlab::SaveResult result;
+        {
+          nb::gil_scoped_release rel;
+          result = t.save(basename, nshards);
+        }
+        return hashlab::binding::saved_paths(std::move(result));
       }, "basename"_a, "nshards"_a)
       .def("stage_restore", [](Table& t, const std::string& basename) {
         auto staged = std::make_unique<StagedRestore>();

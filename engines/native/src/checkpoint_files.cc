@@ -23,7 +23,7 @@
 namespace hashlab {
 namespace {
 
-constexpr const char* kManifestHeader = "hashlab-checkpoint-manifest 1";
+constexpr const char* kManifestHeader = "hashlab-checkpoint-manifest 2";
 constexpr size_t kMaxManifestBytes = size_t{16} << 20;
 
 [[noreturn]] void throw_errno(const std::string& what, int err) {
@@ -111,11 +111,16 @@ bool shard_file_name(const std::string& name, const std::string& prefix, int64_t
          parse_suffix(name.substr(prefix.size()), i, n);
 }
 
-// Names in the basename's directory that start with `start`, sorted.
-std::vector<std::string> names_starting(const std::string& dir, const std::string& start) {
+// Names in a directory that start with `start`, sorted; a missing directory holds none. `*err`
+// is the errno of a directory that exists but cannot be listed (0 otherwise).
+std::vector<std::string> list_names(const std::string& dir, const std::string& start, int* err) {
   std::vector<std::string> names;
+  *err = 0;
   DIR* d = ::opendir(dir.c_str());
-  if (!d) return names;  // a missing directory holds no checkpoint
+  if (!d) {
+    if (errno != ENOENT && errno != ENOTDIR) *err = errno;
+    return names;
+  }
   while (const dirent* e = ::readdir(d)) {
     const std::string name = e->d_name;
     if (name.size() > start.size() && name.compare(0, start.size(), start) == 0)
@@ -126,11 +131,32 @@ std::vector<std::string> names_starting(const std::string& dir, const std::strin
   return names;
 }
 
+// For a reader: CheckpointFailure "<dir>: cannot list directory: ..." (dir as the basename
+// gives it) when the directory cannot be listed.
+std::vector<std::string> names_starting(const std::string& dir, const std::string& start) {
+  int err = 0;
+  std::vector<std::string> names = list_names(dir, start, &err);
+  if (err) throw CheckpointFailure(dir + ": cannot list directory: " + strerror(err));
+  return names;
+}
+
+// For a save: std::system_error (OSError) "cannot list directory <dir>: ..." before it writes
+// anything (it could not remove an older save's files).
+std::vector<std::string> names_for_save(const std::string& dir, const std::string& shown,
+                                        const std::string& start) {
+  int err = 0;
+  std::vector<std::string> names = list_names(dir, start, &err);
+  if (err) throw_errno("cannot list directory " + shown, err);
+  return names;
+}
+
 // Opens a file for reading without blocking (a FIFO would otherwise wait for a writer) and
-// makes sure it is a regular file. Returns the fd and its size.
-int open_regular(const std::string& path, uint64_t* size) {
+// makes sure it is a regular file. Returns the fd and its size; -1 when the file does not
+// exist and `missing_ok`.
+int open_regular(const std::string& path, uint64_t* size, bool missing_ok = false) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
+    if (errno == ENOENT && missing_ok) return -1;
     if (errno == ENOENT) throw CheckpointFailure(path + ": checkpoint file not found");
     throw CheckpointFailure(path + ": cannot read checkpoint file: " + strerror(errno));
   }
@@ -175,10 +201,18 @@ ByteBuffer read_exactly(int fd, uint64_t size, const std::string& path) {
 
 // ---- the manifest (docs/checkpoints.md) -------------------------------------------------------
 
+constexpr const char* kManifestHeaderV1 = "hashlab-checkpoint-manifest 1";  // read only
+
 struct Manifest {
   bool pending = false;
+  uint64_t generation = 0;          // 0: a version-1 manifest (no generation line)
   std::vector<ShardRecord> shards;  // temp names only in a pending manifest
 };
+
+// The generation of a save that replaces `current` (null: no readable manifest).
+uint64_t next_generation(const Manifest* current) {
+  return current == nullptr || current->generation == UINT64_MAX ? 1 : current->generation + 1;
+}
 
 std::string committed_line(const ShardRecord& s) {
   char crc[16];
@@ -190,6 +224,7 @@ std::string committed_line(const ShardRecord& s) {
 std::string manifest_text(const Manifest& m) {
   std::string out = std::string(kManifestHeader) + "\n";
   out += m.pending ? "state pending\n" : "state committed\n";
+  out += "generation " + std::to_string(m.generation) + "\n";
   out += "shards " + std::to_string(m.shards.size()) + "\n";
   for (const ShardRecord& s : m.shards) out += (m.pending ? s.line() : committed_line(s)) + "\n";
   return out;
@@ -229,20 +264,29 @@ Manifest parse_manifest(const std::string& text, const std::string& prefix,
     lines.push_back(text.substr(i, nl - i));
     i = nl + 1;
   }
-  if (lines.size() < 3 || lines[0] != kManifestHeader)
-    throw bad("the first line must be '" + std::string(kManifestHeader) + "'");
+  if (lines[0] != kManifestHeader && lines[0] != kManifestHeaderV1)
+    throw bad("the first line must be '" + std::string(kManifestHeader) + "' (or version 1's '" +
+              kManifestHeaderV1 + "')");
+  const size_t head = lines[0] == kManifestHeaderV1 ? 3 : 4;  // lines before the shard lines
+  if (lines.size() < head) throw bad("it ends after line " + std::to_string(lines.size()));
   Manifest m;
   if (lines[1] == "state pending") m.pending = true;
   else if (lines[1] != "state committed") throw bad("line 2 must be 'state committed|pending'");
-  const auto count = split_words(lines[2]);
+  if (head == 4) {
+    const auto g = split_words(lines[2]);
+    if (g.size() != 2 || g[0] != "generation" || !to_u64(g[1], &m.generation) ||
+        m.generation == 0)
+      throw bad("line 3 must be 'generation <1..2^64-1>'");
+  }
+  const auto count = split_words(lines[head - 1]);
   uint64_t n = 0;
   if (count.size() != 2 || count[0] != "shards" || !to_u64(count[1], &n) || n < 1 ||
       n > static_cast<uint64_t>(kMaxShards))
-    throw bad("line 3 must be 'shards <1..99999>'");
-  if (lines.size() != 3 + n) throw bad("it lists " + std::to_string(lines.size() - 3) +
-                                       " shard lines for " + std::to_string(n) + " shards");
+    throw bad("line " + std::to_string(head) + " must be 'shards <1..99999>'");
+  if (lines.size() != head + n) throw bad("it lists " + std::to_string(lines.size() - head) +
+                                          " shard lines for " + std::to_string(n) + " shards");
   for (uint64_t i = 0; i < n; ++i) {
-    ShardRecord r = ShardRecord::parse(lines[3 + i], prefix, static_cast<int64_t>(n), path,
+    ShardRecord r = ShardRecord::parse(lines[head + i], prefix, static_cast<int64_t>(n), path,
                                        m.pending);
     if (r.index != static_cast<int64_t>(i)) throw bad("shard lines are out of order");
     m.shards.push_back(std::move(r));
@@ -250,29 +294,27 @@ Manifest parse_manifest(const std::string& text, const std::string& prefix,
   return m;
 }
 
-// The manifest of basename, or false when there is none (a manifest-less checkpoint).
-bool read_manifest(const std::string& basename, const SplitBase& b, Manifest* m) {
-  const std::string path = basename + ".manifest";
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return false;
-    throw CheckpointFailure(path + ": cannot stat checkpoint manifest: " + strerror(errno));
-  }
-  uint64_t size = 0;
-  const int fd = open_regular(path, &size);
-  if (size > kMaxManifestBytes) {
-    ::close(fd);
-    throw CheckpointFailure(path + ": not a valid checkpoint manifest: " +
-                            std::to_string(size) + " bytes is too large");
-  }
-  ByteBuffer buf = read_exactly(fd, size, path);
-  *m = parse_manifest(std::string(reinterpret_cast<const char*>(buf.data()), buf.size()),
-                      b.prefix, path);
-  return true;
+std::optional<Manifest> parse_snapshot(const std::optional<std::string>& snapshot,
+                                       const std::string& basename, const SplitBase& b) {
+  if (!snapshot) return std::nullopt;
+  return parse_manifest(*snapshot, b.prefix, basename + ".manifest");
 }
 
+// A save's view of the current manifest: null when there is none or it cannot be read (then
+// it names nothing the save must keep).
+std::optional<Manifest> current_manifest(const std::string& basename, const SplitBase& b) {
+  try {
+    return parse_snapshot(manifest_snapshot(basename), basename, b);
+  } catch (const CheckpointFailure&) {
+    return std::nullopt;
+  }
+}
+
+// Writes dir/name via a hidden temporary, fsync and rename; on a failure before the rename the
+// temporary is removed and dir/name is untouched. sync_dir false leaves the fsync of the
+// directory (the rename's durability) to the caller.
 void write_file_atomic_in(const std::string& dir, const std::string& name,
-                          const std::string& data) {
+                          const std::string& data, bool sync_dir = true) {
   std::string hidden(1, '.');  // a dot name: shard globs (`basename-*`) never see it
   hidden += name;
   hidden += ".tmp-";
@@ -298,7 +340,7 @@ void write_file_atomic_in(const std::string& dir, const std::string& name,
     ::unlink(tmp.c_str());
     throw_errno("cannot rename " + tmp + " to " + path, err);
   }
-  fsync_dir(dir);
+  if (sync_dir) fsync_dir(dir);
 }
 
 std::string make_dirs(const std::string& dir) {
@@ -306,6 +348,24 @@ std::string make_dirs(const std::string& dir) {
   std::filesystem::create_directories(dir, ec);
   if (ec) throw std::system_error(ec, "cannot create directory " + dir);
   return dir;
+}
+
+// Removes leftovers of killed saves: hidden temporaries of this prefix that `current` (a
+// pending manifest) does not name; a pending manifest's temporaries may be the only copy of
+// its checkpoint.
+void remove_leftovers(const std::string& dir, const std::string& prefix,
+                      const std::vector<std::string>& names, const Manifest* current) {
+  for (const std::string& name : names) {
+    const size_t tmp = name.rfind(".tmp-");
+    if (tmp == std::string::npos || tmp == 0 || !is_hex16(name.substr(tmp + 5))) continue;
+    const std::string target = name.substr(1, tmp - 1);
+    int64_t i = 0, n = 0;
+    if (target != prefix + ".manifest" && !shard_file_name(target, prefix, &i, &n)) continue;
+    bool named = false;
+    if (current && current->pending)
+      for (const ShardRecord& s : current->shards) named = named || s.temp == name;
+    if (!named) ::unlink((dir + "/" + name).c_str());
+  }
 }
 
 }  // namespace
@@ -400,106 +460,164 @@ ShardSetWriter::ShardSetWriter(const std::string& basename, int64_t nshards, int
                                 "split among " + std::to_string(stride) + " writers");
   const SplitBase b = split_base(basename);
   dir_ = make_dirs(std::filesystem::absolute(b.dir).lexically_normal().string());
+  prefix_ = b.prefix;
+  const std::vector<std::string> names = names_for_save(dir_, b.dir, "." + b.prefix);
   if (stride == 1) {
-    // Leftovers of a killed save: hidden temporaries of this prefix that the current manifest
-    // does not name (a pending manifest's temporaries may be the only copy of a checkpoint).
-    // A writer of a shared set skips this: the other writers' temporaries look the same.
-    Manifest current;
-    bool have = false;
-    try {
-      have = read_manifest(basename, b, &current);
-    } catch (const CheckpointFailure&) {
-      have = false;  // unreadable: it names nothing we must keep
-    }
-    for (const std::string& name : names_starting(dir_, "." + b.prefix)) {
-      const size_t tmp = name.rfind(".tmp-");
-      if (tmp == std::string::npos || !is_hex16(name.substr(tmp + 5))) continue;
-      const std::string target = name.substr(1, tmp - 1);
-      int64_t i = 0, n = 0;
-      if (target != b.prefix + ".manifest" && !shard_file_name(target, b.prefix, &i, &n))
-        continue;
-      bool named = false;
-      if (have && current.pending)
-        for (const ShardRecord& s : current.shards) named = named || s.temp == name;
-      if (!named) ::unlink((dir_ + "/" + name).c_str());
-    }
+    // Leftovers of a killed save. A writer of a shared set skips this: the other writers'
+    // temporaries look the same.
+    const std::optional<Manifest> current = current_manifest(basename, b);
+    remove_leftovers(dir_, b.prefix, names, current ? &*current : nullptr);
   }
   shards_.resize(static_cast<size_t>(nshards));
-  for (int64_t i = first; i < nshards; i += stride)
-    shards_[i] = std::make_unique<TempShard>(dir_, b.prefix + shard_name("", i, nshards));
 }
 
 ShardSetWriter::~ShardSetWriter() = default;
 
+TempShard& ShardSetWriter::shard(int64_t i) {
+  if (i < 0 || i >= nshards_ || !owns(i))
+    throw std::logic_error("shard " + std::to_string(i) + " is not this writer's");
+  if (!shards_[i]) shards_[i] = std::make_unique<TempShard>(dir_, prefix_ + shard_name("", i,
+                                                                                       nshards_));
+  return *shards_[i];
+}
+
 std::vector<ShardRecord> ShardSetWriter::records() {
   std::vector<ShardRecord> out;
-  for (int64_t i = 0; i < nshards_; ++i) {
-    if (!shards_[i]) continue;
+  for (int64_t i = first_; i < nshards_; i += stride_)
+    if (!shards_[i] || !shards_[i]->finished())
+      throw std::logic_error("shard " + std::to_string(i) + " was not written");
+  for (int64_t i = first_; i < nshards_; i += stride_) {
     const TempShard& t = *shards_[i];
     out.push_back(ShardRecord{i, t.final_name(), t.temp_name(), t.size(), t.crc()});
-    shards_[i]->keep();  // from here on the committer owns the temporary file
+    shards_[i]->keep();  // from here on the commit owns the temporary file
   }
   return out;
 }
 
-std::vector<std::string> ShardSetWriter::commit() {
+SaveResult ShardSetWriter::commit() {
   if (stride_ != 1) throw std::logic_error("a shared set is committed by commit_shard_set");
   return commit_shard_set(basename_, records());
 }
 
-std::vector<std::string> commit_shard_set(const std::string& basename,
-                                          std::vector<ShardRecord> records) {
+namespace {
+
+// Before the commit point: a rename after it must not fail on a directory in the way.
+void check_final_names(const std::string& dir, const std::vector<ShardRecord>& records) {
+  for (const ShardRecord& r : records) {
+    const std::string path = dir + "/" + r.name;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+      throw std::system_error(EISDIR, std::generic_category(),
+                              "cannot save shard " + r.name + ": a directory has its name");
+  }
+}
+
+// Steps 5-7 of a save (docs/checkpoints.md), after the commit point: every failure is
+// collected into the result's warning, none is thrown.
+std::string after_commit(const std::string& basename, const std::string& dir,
+                         const std::string& prefix, const Manifest& pending,
+                         const std::vector<std::string>& superseded) {
+  std::vector<std::string> problems;
+  auto attempt = [&](const std::string& what, auto&& step) {
+    try {
+      step();
+      return true;
+    } catch (const std::system_error& e) {
+      problems.push_back(what + ": " + e.code().message());
+      return false;
+    }
+  };
+  auto remove = [&](const std::string& name) {
+    const std::string path = dir + "/" + name;
+    attempt("remove " + name, [&] {
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("cannot remove " + path,
+                                                                      errno);
+    });
+  };
+  // The commit must be durable before any final name changes (else a power loss could keep
+  // the renames and lose the manifest that names their CRCs).
+  bool renamed = attempt("fsync the directory after the commit", [&] { fsync_dir(dir); });
+  if (renamed)
+    for (const ShardRecord& s : pending.shards) {
+      const std::string from = dir + "/" + s.temp, to = dir + "/" + s.name;
+      renamed &= attempt("rename " + s.temp + " to " + s.name, [&] {
+        if (::rename(from.c_str(), to.c_str()) != 0) throw_errno("cannot rename " + from, errno);
+      });
+    }
+  int err = 0;
+  std::vector<std::string> stale;
+  for (const std::string& name : list_names(dir, prefix + "-", &err)) {
+    int64_t i = 0, count = 0;  // another count's set: an older save's
+    if (shard_file_name(name, prefix, &i, &count) &&
+        count != static_cast<int64_t>(pending.shards.size()))
+      stale.push_back(name);
+  }
+  if (err)
+    problems.push_back("list the directory for an older save's shards: " +
+                       std::string(strerror(err)));
+  std::vector<std::string> old_temps = superseded;  // an earlier pending manifest's
+  std::sort(old_temps.begin(), old_temps.end());
+  for (const std::string& name : stale) remove(name);
+  for (const std::string& name : old_temps) remove(name);
+  Manifest committed = pending;
+  committed.pending = false;
+  const bool done = renamed && attempt("fsync the directory", [&] { fsync_dir(dir); }) &&
+                    attempt("write the committed manifest", [&] {
+                      write_file_atomic_in(dir, prefix + ".manifest", manifest_text(committed));
+                    });
+  if (problems.empty()) return "";
+  std::string out = basename + ": saved (the new checkpoint is committed), but a step after the "
+                    "commit failed: ";
+  for (size_t i = 0; i < problems.size(); ++i) out += (i ? "; " : "") + problems[i];
+  if (!done)
+    out += "; the manifest stays pending and names where each new shard is (restore reads "
+           "them; the next save finishes the job)";
+  return out;
+}
+
+}  // namespace
+
+SaveResult commit_shard_set(const std::string& basename, std::vector<ShardRecord> records) {
   check_basename(basename);
   const SplitBase b = split_base(basename);
-  const std::string dir =
-      std::filesystem::absolute(b.dir).lexically_normal().string();
+  const std::string dir = std::filesystem::absolute(b.dir).lexically_normal().string();
   const int64_t n = static_cast<int64_t>(records.size());
-  std::sort(records.begin(), records.end(),
-            [](const ShardRecord& x, const ShardRecord& y) { return x.index < y.index; });
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t si = 0, sn = 0;
-    if (records[i].index != i || !shard_file_name(records[i].name, b.prefix, &si, &sn) ||
-        si != i || sn != n)
-      throw std::invalid_argument("shard records: need shards 0.." + std::to_string(n - 1) +
-                                  " of " + b.prefix + " once each");
-  }
-  // A pending manifest of a killed save names temporaries that were kept as the only copy of
-  // its set; once this commit replaces that manifest they are leftovers, removed below.
-  std::vector<std::string> superseded;
-  try {
-    Manifest current;
-    if (read_manifest(basename, b, &current) && current.pending)
-      for (const ShardRecord& s : current.shards) superseded.push_back(s.temp);
-  } catch (const CheckpointFailure&) {
-    // unreadable: it names nothing to clean up
-  }
   Manifest m;
   m.pending = true;
-  m.shards = std::move(records);
-  for (const ShardRecord& s : m.shards)
-    superseded.erase(std::remove(superseded.begin(), superseded.end(), s.temp),
-                     superseded.end());
-  // The commit point: from here on, the new set is the checkpoint.
-  write_file_atomic_in(dir, b.prefix + ".manifest", manifest_text(m));
-  for (const ShardRecord& s : m.shards) {
-    const std::string from = dir + "/" + s.temp, to = dir + "/" + s.name;
-    if (::rename(from.c_str(), to.c_str()) != 0) throw_errno("cannot rename " + from, errno);
-  }
-  for (const std::string& name : names_starting(dir, b.prefix + "-")) {
-    int64_t i = 0, count = 0;
-    if (shard_file_name(name, b.prefix, &i, &count) && count != n) {
-      const std::string path = dir + "/" + name;
-      if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-        throw_errno("cannot remove stale shard " + path, errno);
+  std::vector<std::string> superseded;
+  try {
+    std::sort(records.begin(), records.end(),
+              [](const ShardRecord& x, const ShardRecord& y) { return x.index < y.index; });
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t si = 0, sn = 0;
+      if (records[i].index != i || !shard_file_name(records[i].name, b.prefix, &si, &sn) ||
+          si != i || sn != n)
+        throw std::invalid_argument("shard records: need shards 0.." + std::to_string(n - 1) +
+                                    " of " + b.prefix + " once each");
     }
+    // A pending manifest of a killed save names temporaries that were kept as the only copy of
+    // its set; once this commit replaces that manifest they are leftovers, removed after it.
+    const std::optional<Manifest> current = current_manifest(basename, b);
+    if (current && current->pending)
+      for (const ShardRecord& s : current->shards) superseded.push_back(s.temp);
+    for (const ShardRecord& s : records)
+      superseded.erase(std::remove(superseded.begin(), superseded.end(), s.temp),
+                       superseded.end());
+    m.generation = next_generation(current ? &*current : nullptr);
+    m.shards = records;
+    check_final_names(dir, m.shards);
+    fsync_dir(dir);  // the temporaries are durable before the manifest names them
+    // The commit point: once this rename happened, the new set is the checkpoint.
+    write_file_atomic_in(dir, b.prefix + ".manifest", manifest_text(m), false);
+  } catch (...) {
+    for (const ShardRecord& s : records)  // everything this save wrote
+      if (!s.temp.empty()) ::unlink((dir + "/" + s.temp).c_str());
+    throw;
   }
-  for (const std::string& temp : superseded) ::unlink((dir + "/" + temp).c_str());
-  fsync_dir(dir);
-  m.pending = false;
-  write_file_atomic_in(dir, b.prefix + ".manifest", manifest_text(m));
-  std::vector<std::string> paths;
-  for (int64_t i = 0; i < n; ++i) paths.push_back(shard_name(basename, i, n));
-  return paths;
+  SaveResult out;
+  out.warning = after_commit(basename, dir, b.prefix, m, superseded);
+  for (int64_t i = 0; i < n; ++i) out.paths.push_back(shard_name(basename, i, n));
+  return out;
 }
 
 void write_file_atomic(const std::string& path, const std::string& data) {
@@ -509,19 +627,46 @@ void write_file_atomic(const std::string& path, const std::string& data) {
 
 // ---- reading ---------------------------------------------------------------------------------
 
-ShardSet find_shard_set(const std::string& basename) {
+std::optional<std::string> manifest_snapshot(const std::string& basename) {
+  const std::string path = basename + ".manifest";
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return std::nullopt;
+    throw CheckpointFailure(path + ": cannot stat checkpoint manifest: " + strerror(errno));
+  }
+  uint64_t size = 0;
+  const int fd = open_regular(path, &size);
+  if (size > kMaxManifestBytes) {
+    ::close(fd);
+    throw CheckpointFailure(path + ": not a valid checkpoint manifest: " +
+                            std::to_string(size) + " bytes is too large");
+  }
+  const ByteBuffer buf = read_exactly(fd, size, path);
+  return std::string(reinterpret_cast<const char*>(buf.data()), buf.size());
+}
+
+bool same_manifest(const std::string& basename, const std::optional<std::string>& snapshot) {
+  try {
+    return manifest_snapshot(basename) == snapshot;
+  } catch (const CheckpointFailure&) {
+    return false;  // unreadable now: the next attempt reports it
+  }
+}
+
+ShardSet find_shard_set(const std::string& basename, const std::optional<std::string>& snapshot) {
   check_basename(basename);
   const SplitBase b = split_base(basename);
   ShardSet set;
-  Manifest m;
-  if (read_manifest(basename, b, &m)) {
+  if (const std::optional<Manifest> m = parse_snapshot(snapshot, basename, b)) {
     set.from_manifest = true;
-    for (const ShardRecord& s : m.shards) {
+    for (const ShardRecord& s : m->shards) {
       ShardToRead r;
       r.path = b.dir_text + s.name;
       struct stat st;
-      if (m.pending && ::lstat((b.dir + "/" + s.temp).c_str(), &st) == 0)
-        r.path = b.dir_text + s.temp;  // not renamed yet: the pending set's copy
+      if (m->pending && ::lstat((b.dir + "/" + s.temp).c_str(), &st) == 0) {
+        r.path = b.dir_text + s.temp;  // not renamed yet: the pending set's copy (or, once
+        r.fallback = b.dir_text + s.name;  // renamed, the final name)
+      }
       r.verified = true;
       r.size = s.size;
       r.crc = s.crc;
@@ -567,22 +712,50 @@ ShardSet find_shard_set(const std::string& basename) {
   return set;
 }
 
-ByteBuffer read_shard(const ShardToRead& s) {
-  uint64_t size = 0;
-  const int fd = open_regular(s.path, &size);
-  if (s.verified && size != s.size) {
-    ::close(fd);
-    throw CheckpointFailure(s.path + ": " + std::to_string(size) + " bytes, the checkpoint "
+ShardSet find_shard_set(const std::string& basename) {
+  check_basename(basename);
+  return find_shard_set(basename, manifest_snapshot(basename));
+}
+
+OpenShard::OpenShard(const ShardToRead& s) : path_(s.path) {
+  fd_ = open_regular(path_, &size_, !s.fallback.empty());
+  if (fd_ < 0) {  // a save renamed the pending temporary to its final name meanwhile
+    path_ = s.fallback;
+    fd_ = open_regular(path_, &size_);
+  }
+  if (s.verified && size_ != s.size) {
+    ::close(fd_);
+    fd_ = -1;
+    throw CheckpointFailure(path_ + ": " + std::to_string(size_) + " bytes, the checkpoint "
                             "manifest says " + std::to_string(s.size) +
                             " (a foreign, truncated or partly written shard)");
   }
-  return read_exactly(fd, size, s.path);
 }
 
-void verify_shard_crc(const ShardToRead& s, const ByteBuffer& bytes) {
+OpenShard::OpenShard(OpenShard&& o) noexcept : fd_(o.fd_), size_(o.size_), path_(o.path_) {
+  o.fd_ = -1;
+}
+
+OpenShard::~OpenShard() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+ByteBuffer OpenShard::read() {
+  const int fd = fd_;
+  fd_ = -1;  // read_exactly closes it
+  return read_exactly(fd, size_, path_);
+}
+
+void verify_shard_crc(const ShardToRead& s, const std::string& path, const ByteBuffer& bytes) {
   if (s.verified && crc32c(bytes.data(), bytes.size()) != s.crc)
-    throw CheckpointFailure(s.path + ": CRC32C differs from the checkpoint manifest's (a "
-                            "foreign or modified shard)");
+    throw CheckpointFailure(path + ": CRC32C differs from the checkpoint manifest's (a foreign "
+                            "or modified shard)");
+}
+
+void check_still_without_manifest(const std::string& basename) {
+  struct stat st;
+  if (::lstat((basename + ".manifest").c_str(), &st) == 0)
+    throw CheckpointFailure(basename + ".manifest appeared while the checkpoint was read");
 }
 
 }  // namespace hashlab

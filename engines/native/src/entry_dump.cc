@@ -66,10 +66,16 @@ inline uint8_t* put_varint(uint8_t* p, uint64_t v) {
   return p;
 }
 
+// Every NaN is written as kCanonicalNaN, whatever its sign and payload in memory (optimizer
+// math leaves them as the FPU makes them, which differs between engines): checkpoint bytes are
+// the same on every engine (docs/checkpoints.md, "NaN").
 inline uint8_t* put_floats(uint8_t* p, uint8_t tag, const float* v, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     *p++ = tag;
-    memcpy(p, v + i, 4);
+    uint32_t bits;
+    memcpy(&bits, v + i, 4);
+    if ((bits & 0x7FFFFFFFu) > 0x7F800000u) bits = kCanonicalNaN;
+    memcpy(p, &bits, 4);
     p += 4;
   }
   return p;

@@ -14,6 +14,10 @@
 
 namespace hashlab {
 
+// The one bit pattern of NaN in a dump (a positive quiet NaN without payload): every float
+// field that holds a NaN is written so (Python: entry_codec.CANONICAL_NAN).
+constexpr uint32_t kCanonicalNaN = 0x7FC00000u;
+
 // Exact serialized size of an entry's dump.
 size_t entry_dump_size(const TableConfig& cfg, const float* row, bool with_id);
 // Writes the dump at out (entry_dump_size bytes); returns the end pointer.

@@ -13,6 +13,8 @@
 namespace hashlab {
 
 constexpr int kMaxCount = 15;
+// Elements per sliding-filter split at most (Python: engines.filters.MAX_SPLIT_CAPACITY).
+constexpr int64_t kMaxSplitCapacity = int64_t{1} << 34;
 
 // Monolith's HashFilter<uint16_t>: open addressing over (signature << 4 | count) cells.
 struct SplitArray {

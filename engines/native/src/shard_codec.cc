@@ -150,8 +150,8 @@ void ShardCodec::write_shard(const std::vector<EntryRef>& es, TempShard* file) c
   file->finish();
 }
 
-std::vector<std::string> ShardCodec::save(const EntrySource& src, int64_t max_ts,
-                                          const std::string& basename, int64_t nshards) const {
+SaveResult ShardCodec::save(const EntrySource& src, int64_t max_ts, const std::string& basename,
+                            int64_t nshards) const {
   if (nshards == -1) {
     int64_t live = 0;
     std::vector<EntryRef> part;
@@ -208,13 +208,13 @@ Blobs ShardCodec::slice(const EntrySource& src, int64_t shard_idx, int64_t num_s
 
 // Frames of one file are found sequentially (each length is needed to find the next), then
 // the records are CRC-checked and parsed by the pool in parallel into out's staging area.
-void ShardCodec::parse_file(const ShardToRead& shard, int64_t placement, int64_t num_shards,
-                            int64_t part, int64_t num_parts, Staged* out,
+void ShardCodec::parse_file(const ShardToRead& shard, OpenShard& file, int64_t placement,
+                            int64_t num_shards, int64_t part, int64_t num_parts, Staged* out,
                             size_t* presize_bytes) const {
   const int T = pool_.size();
   const int64_t D = cfg_.dim, stride = D + cfg_.state_words;
-  const std::string& path = shard.path;
-  ByteBuffer buf = read_shard(shard);
+  const std::string path = file.path();
+  ByteBuffer buf = file.read();
   out->files.push_back(path);
   out->file_starts.push_back(out->size());
   std::vector<Frame> frames;
@@ -312,7 +312,7 @@ void ShardCodec::parse_file(const ShardToRead& shard, int64_t placement, int64_t
       throw CheckpointFailure(path + ": record " + std::to_string(bad_index[t]) + ": " +
                               bad_what[t]);
   if (!frame_error.empty()) throw CheckpointFailure(frame_error);
-  verify_shard_crc(shard, buf);
+  verify_shard_crc(shard, path, buf);
   if (num_parts > 1) {  // keep only this part's ids (every record was checked above)
     int64_t kept = base;
     for (int64_t i = base; i < base + count; ++i) {
@@ -336,7 +336,24 @@ Staged ShardCodec::read(const std::string& basename, int64_t part, int64_t num_p
   if (num_parts < 1 || num_parts > kMaxShards || part < 0 || part >= num_parts)
     throw std::invalid_argument("restore: need 0 <= part < num_parts <= 99999, got part " +
                                 std::to_string(part) + " of " + std::to_string(num_parts));
-  const ShardSet set = find_shard_set(basename);
+  check_basename(basename);
+  std::string last;
+  for (int attempt = 0; attempt < kReadAttempts; ++attempt) {
+    const std::optional<std::string> snapshot = manifest_snapshot(basename);
+    try {
+      return read_set(find_shard_set(basename, snapshot), basename, part, num_parts);
+    } catch (const CheckpointFailure& e) {
+      if (same_manifest(basename, snapshot)) throw;
+      last = e.what();  // a save replaced the manifest meanwhile: read the new one
+    }
+  }
+  throw CheckpointFailure(basename + ": the checkpoint was replaced " +
+                          std::to_string(kReadAttempts) + " times while it was read (another "
+                          "process keeps saving it); the last attempt failed with: " + last);
+}
+
+Staged ShardCodec::read_set(const ShardSet& set, const std::string& basename, int64_t part,
+                            int64_t num_parts) const {
   size_t total_bytes = 0;
   for (const ShardToRead& shard : set.shards) {
     struct stat st;
@@ -348,10 +365,21 @@ Staged ShardCodec::read(const std::string& basename, int64_t part, int64_t num_p
   // With a manifest (our placement) and a count the parts divide, shard i holds only ids of
   // part i % num_parts: the other files need not be read.
   const bool skip = set.from_manifest && n % num_parts == 0;
+  std::vector<int64_t> wanted;
   for (int64_t i = 0; i < n; ++i)
-    if (!skip || i % num_parts == part)
-      parse_file(set.shards[i], set.from_manifest ? i : -1, n, part, num_parts, &out,
-                 &total_bytes);
+    if (!skip || i % num_parts == part) wanted.push_back(i);
+  for (size_t start = 0; start < wanted.size(); start += kOpenBatch) {
+    const size_t stop = std::min(wanted.size(), start + static_cast<size_t>(kOpenBatch));
+    std::vector<OpenShard> files;  // opened before any is read: their bytes are fixed now
+    files.reserve(stop - start);
+    for (size_t k = start; k < stop; ++k) files.emplace_back(set.shards[wanted[k]]);
+    if (!set.from_manifest) check_still_without_manifest(basename);
+    for (size_t k = start; k < stop; ++k) {
+      const int64_t i = wanted[k];
+      parse_file(set.shards[i], files[k - start], set.from_manifest ? i : -1, n, part,
+                 num_parts, &out, &total_bytes);
+    }
+  }
   check_unique_ids(out);
   return out;
 }

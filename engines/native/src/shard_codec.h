@@ -66,11 +66,12 @@ class ShardCodec {
  public:
   ShardCodec(const TableConfig& cfg, ThreadPool& pool) : cfg_(cfg), pool_(pool) {}
 
-  // Writes the live, unexpired entries as basename-%05d-of-%05d (nshards = -1: automatic),
-  // each file crash-safely, then removes shard files of an older save with another count.
-  // Returns the paths, in shard order.
-  std::vector<std::string> save(const EntrySource& src, int64_t max_ts,
-                                const std::string& basename, int64_t nshards) const;
+  // Writes the live, unexpired entries as basename-%05d-of-%05d (nshards = -1: automatic)
+  // with the shard-set protocol (checkpoint_files.h): one file open at a time; an error before
+  // the commit point is thrown and leaves nothing new on disk, one after it is the result's
+  // warning. Returns the paths, in shard order.
+  SaveResult save(const EntrySource& src, int64_t max_ts, const std::string& basename,
+                  int64_t nshards) const;
 
   // One writer's part of a set that several writers fill (a table sharded over parameter-server
   // tasks): the shards s with s % stride == first, written to their temporaries and returned
@@ -88,7 +89,10 @@ class ShardCodec {
   // Finds basename's shard set (docs/checkpoints.md), reads, CRC-checks and parses every
   // record, and checks that no id appears twice and (for a set with a manifest, which we
   // wrote) that each id sits in the shard its fixed hash names. Throws CheckpointFailure
-  // naming the file and record.
+  // naming the file and record. Files are opened (kOpenBatch at a time) before they are
+  // read; when anything fails and the manifest is no longer the one the set came from, a save
+  // by another process replaced the checkpoint meanwhile, and the read starts over (at most
+  // kReadAttempts times), so the result is always one whole committed version.
   // part/num_parts: stage only the ids with shard_of(id, num_parts) == part (a parameter-server
   // task restoring its share of any checkpoint). Every file read is fully checked; with a
   // manifest and a shard count the parts divide, a part reads only the files that hold it.
@@ -102,8 +106,11 @@ class ShardCodec {
                                                     int64_t num_shards) const;
   void write_shard(const std::vector<EntryRef>& entries, TempShard* file) const;
   // placement: the shard index every id must hash to (-1: not checked).
-  void parse_file(const ShardToRead& shard, int64_t placement, int64_t num_shards, int64_t part,
-                  int64_t num_parts, Staged* out, size_t* presize_bytes) const;
+  Staged read_set(const ShardSet& set, const std::string& basename, int64_t part,
+                  int64_t num_parts) const;
+  void parse_file(const ShardToRead& shard, OpenShard& file, int64_t placement,
+                  int64_t num_shards, int64_t part, int64_t num_parts, Staged* out,
+                  size_t* presize_bytes) const;
   void check_unique_ids(const Staged& st) const;
 
   const TableConfig& cfg_;

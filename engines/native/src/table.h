@@ -49,7 +49,7 @@ class Table {
   int64_t memory_bytes() const;
 
   // table_checkpoint.cc (the files themselves are shard_codec.h's)
-  std::vector<std::string> save(const std::string& basename, int64_t nshards) const;
+  SaveResult save(const std::string& basename, int64_t nshards) const;
   // Restore in two steps (a model restores many tables all-or-nothing): stage reads and parses
   // everything without touching the table; commit replaces the content (fails only on
   // out-of-memory, and then leaves the table as it was).

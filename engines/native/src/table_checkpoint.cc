@@ -25,7 +25,7 @@ class Table::Entries : public EntrySource {
   const Table& t_;
 };
 
-std::vector<std::string> Table::save(const std::string& basename, int64_t nshards) const {
+SaveResult Table::save(const std::string& basename, int64_t nshards) const {
   std::shared_lock<std::shared_mutex> lk(mu_);
   return ShardCodec(cfg_, *pool_).save(Entries(*this), max_ts_, basename, nshards);
 }

@@ -11,6 +11,13 @@
 // Results never depend on which thread ran a chunk: callers give every chunk its own output
 // (partition-owned writes, per-range reads). `worker` (0 = the caller) indexes per-thread
 // scratch space.
+//
+// The pool's threads start with its first job that has more than one chunk, not with the
+// pool: an engine that never runs parallel work (a probe for its capabilities, a one-thread
+// table) has no thread that the OS, or valgrind in the simulated cost mode, could schedule in
+// the middle of another call (there a thread's first run landed inside whichever call was
+// being counted when it got the CPU, issue 20 row 11). A thread that cannot be started
+// leaves its chunks to the others.
 #pragma once
 
 #include <atomic>
@@ -19,6 +26,7 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -28,9 +36,7 @@ class ThreadPool {
  public:
   using ChunkFn = std::function<void(int64_t begin, int64_t end, int worker)>;
 
-  explicit ThreadPool(int threads) : size_(threads < 1 ? 1 : threads) {
-    for (int t = 1; t < size_; ++t) workers_.emplace_back([this, t] { loop(t); });
-  }
+  explicit ThreadPool(int threads) : size_(threads < 1 ? 1 : threads) {}
   ~ThreadPool() {
     {
       std::lock_guard<std::mutex> lk(mu_);
@@ -54,6 +60,7 @@ class ThreadPool {
       for (int64_t b = 0; b < n; b += grain) fn(b, b + grain < n ? b + grain : n, 0);
       return;
     }
+    start_workers();
     fn_ = &fn;
     n_ = n;
     grain_ = grain;
@@ -103,6 +110,17 @@ class ThreadPool {
  private:
   static constexpr uint32_t kClosed = 1u << 31;
 
+  // Under run_mu_: the threads not started yet (once; a failure leaves their chunks to the
+  // caller and the threads that did start).
+  void start_workers() {
+    if (started_) return;
+    started_ = true;
+    try {
+      for (int t = 1; t < size_; ++t) workers_.emplace_back([this, t] { loop(t); });
+    } catch (const std::system_error&) {
+    }
+  }
+
   void work(int worker) {
     for (;;) {
       if (failed_.load(std::memory_order_relaxed)) return;
@@ -147,7 +165,8 @@ class ThreadPool {
 
   const int size_;
   std::vector<std::thread> workers_;
-  std::mutex run_mu_;  // one job at a time
+  bool started_ = false;  // workers_ started (under run_mu_)
+  std::mutex run_mu_;     // one job at a time
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
   uint64_t generation_ = 0;

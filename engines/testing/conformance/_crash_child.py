@@ -16,6 +16,7 @@ import numpy as np
 
 import engines
 from engines import model_checkpoint
+from engines.testing.helpers import declared_optimizer
 
 STEP = 7                       # the model step every save writes (a re-save of one step)
 TABLE_NAMES = ("emb", "emb-v2")  # prefix-sharing names, on purpose
@@ -31,8 +32,10 @@ def table_content(version: str, salt: int = 0):
 
 
 def build_table(engine, version: str | None, salt: int = 0):
-    """A table with the content of `version` ("old", "new"; None: empty)."""
-    table = engine.create_table(engines.table_config(dim=4, optimizer="adagrad"))
+    """A table with the content of `version` ("old", "new"; None: empty): adagrad where the
+    engine declares it, else sgd."""
+    table = engine.create_table(engines.table_config(dim=4,
+                                                     optimizer=declared_optimizer(engine)))
     if version is not None:
         keys, values, req_time = table_content(version, salt)
         table.assign(keys, values, req_time=req_time)

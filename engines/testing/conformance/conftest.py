@@ -20,6 +20,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "conformance_area(name): the capability area of a conformance test "
                    "(ops, optimizers, filters, ttl, checkpoints, fused, ...)")
+    config.addinivalue_line(
+        "markers", "slow: long-running tests: real processes, kills and faults "
+                   "(deselect with -m 'not slow')")
     config.stash.setdefault(_RESULTS, {})
 
 

@@ -1,12 +1,14 @@
 """Bad input raises a clear error naming the argument, and the table is unchanged
-(docs/semantics.md §8). Non-finite values and gradients are rejected by every engine."""
+(docs/semantics.md §8). Non-finite values and gradients are rejected by every engine. The
+checks live once, in engines/api.py and engines/validation.py, so every engine raises the
+numpy reference's exception type with its very message (issue 20, row 6)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import engines
-from engines.testing.helpers import ids, require, rows, small_table, snapshot
+from engines.testing.helpers import declared_optimizer, ids, require, rows, small_table, snapshot
 
 pytestmark = pytest.mark.conformance_area("bad input")
 
@@ -52,22 +54,49 @@ BAD_CALLS = {
     "global_step str": (lambda t: t.apply_gradients(GOOD_IDS, GOOD_ROWS, global_step="1"),
                         TypeError, "global_step"),
     "nshards 0": (lambda t: t.save("/tmp/never-written", nshards=0), ValueError, "nshards"),
+    "nshards huge": (lambda t: t.save("/tmp/never-written", nshards=100_000), ValueError,
+                     r"nshards must be -1 \(automatic\) or in \[1, 99999\]"),
+    "nshards -2": (lambda t: t.save("/tmp/never-written", nshards=-2), ValueError, "nshards"),
     "basename empty": (lambda t: t.save(""), TypeError, "basename"),
     "basename dir": (lambda t: t.restore("/tmp/"), ValueError, "basename"),
     "sat shard": (lambda t: t.save_as_tensor(3, 2, 10, 0), ValueError, "shard_idx"),
     "sat limit": (lambda t: t.save_as_tensor(0, 1, 0, 0), ValueError, "limit"),
     "sat offset": (lambda t: t.save_as_tensor(0, 1, 10, -1), ValueError, "offset"),
     "sat shards": (lambda t: t.save_as_tensor(0, 0, 10, 0), ValueError, "num_shards"),
+    "sat offset 2**63": (lambda t: t.save_as_tensor(0, 1, 10, 2**63), ValueError,
+                         r"offset must be in \[0, 2\*\*63 - 1\]"),
+    "sat limit 2**63": (lambda t: t.save_as_tensor(0, 1, 2**63, 0), ValueError, "limit"),
+    "sat shards 2**31": (lambda t: t.save_as_tensor(0, 2**31, 10, 0), ValueError,
+                         r"num_shards must be in \[1, 2\*\*31 - 1\]"),
+    "sat shard float": (lambda t: t.save_as_tensor(0.0, 1, 10, 0), TypeError, "shard_idx"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CALLS))
-def test_bad_input_names_argument_and_changes_nothing(table, case):
+def test_bad_input_names_argument_and_changes_nothing(engine, numpy_engine, table, case):
     call, exc_type, pattern = BAD_CALLS[case]
     before = snapshot(table)
-    with pytest.raises(exc_type, match=pattern):
+    with pytest.raises(exc_type, match=pattern) as got:
         call(table)
     assert snapshot(table) == before
+    with pytest.raises(Exception) as ref:
+        call(small_table(numpy_engine, declared_optimizer(engine)))
+    assert (type(got.value), str(got.value)) == (type(ref.value), str(ref.value))
+
+
+@pytest.mark.parametrize("kind,capacity", [
+    ("sliding", 10**12), ("sliding", 2**63), ("sliding", 0), ("sliding", -1), ("sliding", 1.5),
+    ("probabilistic", 2**63), ("dummy", 0), ("dummy", True)])
+def test_filter_capacity_out_of_range_is_one_error_everywhere(engine, numpy_engine, kind,
+                                                              capacity):
+    """Issue 20, row 6: numpy tried to allocate 373 GiB for capacity 10**12, the native
+    engine said "capacity is too large", and 2**63 was a TypeError from the bindings."""
+    errors = []
+    for eng in (engine, numpy_engine):
+        with pytest.raises((ValueError, TypeError), match="capacity") as got:
+            eng.create_hash_filter(kind, capacity=capacity)
+        errors.append((type(got.value), str(got.value)))
+    assert errors[0] == errors[1]
 
 
 def test_empty_batches_work(table):
@@ -78,7 +107,7 @@ def test_empty_batches_work(table):
     if "lookup_entry" in table.capabilities.ops:
         assert table.lookup_entry(empty_ids) == []
     table.assign(empty_ids, empty_rows)
-    table.apply_gradients(empty_ids, empty_rows, enable_dedup=True)
+    table.apply_gradients(empty_ids, empty_rows, enable_dedup=table.capabilities.dedup)
     assert snapshot(table)[:3] == before[:3]
 
 

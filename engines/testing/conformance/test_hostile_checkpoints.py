@@ -25,7 +25,7 @@ import engines
 from engines.protos import embedding_hash_table_pb2 as pb
 from engines.testing.helpers import manifest_by_hand as _manifest
 from engines.testing.helpers import masked_crc
-from engines.testing.helpers import require, restore_with_time_limit
+from engines.testing.helpers import declared_optimizer, require, restore_with_time_limit
 from engines.testing.helpers import tfrecord_frame as _frame
 from engines.testing.helpers import tfrecord_payloads as _payloads
 from engines.testing.helpers import tfrecord_spans as _records
@@ -39,8 +39,9 @@ _SOURCES: dict = {}
 
 # ---- the sources: a good checkpoint and another table's --------------------------------
 
-def _config():
-    return engines.table_config(dim=2, optimizer="adagrad")
+def _config(engine):
+    """adagrad (state words to parse besides the embedding) where the engine declares it."""
+    return engines.table_config(dim=2, optimizer=declared_optimizer(engine))
 
 
 def _sources(engine, tmp_path_factory) -> dict:
@@ -50,7 +51,7 @@ def _sources(engine, tmp_path_factory) -> dict:
         where = tmp_path_factory.mktemp("sources")
         out = {}
         for name, first, offset in (("good", 0, 0.0), ("earlier", 0, 9.0), ("other", 500, 0.5)):
-            t = engine.create_table(_config())
+            t = engine.create_table(_config(engine))
             keys = np.arange(first, first + 60, dtype=np.int64) * 1_000_003
             t.assign(keys, np.arange(120, dtype=np.float32).reshape(60, 2) + offset, req_time=5)
             paths = t.save(str(where / name), nshards=N)
@@ -148,9 +149,14 @@ def _manifest_text(ckpt, edit):
     ckpt.manifest().write_bytes(edited.encode() if isinstance(edited, str) else edited)
 
 
+def _first_shard_line(lines) -> int:
+    return next(i for i, line in enumerate(lines) if line.startswith("shard "))
+
+
 def _swap_lines(text):
     lines = text.split("\n")
-    lines[3], lines[4] = lines[4], lines[3]
+    k = _first_shard_line(lines)
+    lines[k], lines[k + 1] = lines[k + 1], lines[k]
     return "\n".join(lines)
 
 
@@ -164,8 +170,16 @@ def _pending_temps_gone(ckpt):
 
 
 MANIFEST_EDITS = {
-    "manifest_bad_header": lambda t: t.replace("hashlab-checkpoint-manifest 1", "hashlab 1"),
-    "manifest_version_2": lambda t: t.replace("manifest 1", "manifest 2"),
+    "manifest_bad_header": lambda t: t.replace("hashlab-checkpoint-manifest 2", "hashlab 2"),
+    "manifest_version_3": lambda t: t.replace("manifest 2", "manifest 3"),
+    "manifest_version_1_with_generation": lambda t: t.replace("manifest 2", "manifest 1"),
+    "manifest_generation_missing": lambda t: t.replace("generation 1\n", ""),
+    "manifest_generation_zero": lambda t: t.replace("generation 1\n", "generation 0\n"),
+    "manifest_generation_leading_zero": lambda t: t.replace("generation 1\n",
+                                                            "generation 01\n"),
+    "manifest_generation_huge": lambda t: t.replace("generation 1\n",
+                                                    "generation 18446744073709551616\n"),
+    "manifest_generation_hex": lambda t: t.replace("generation 1\n", "generation 0x1\n"),
     "manifest_unknown_state": lambda t: t.replace("state committed", "state done"),
     "manifest_extra_field": lambda t: t.replace("\nshard 1 ", "\nshard 1 x ", 1),
     "manifest_missing_field": lambda t: "\n".join(
@@ -184,7 +198,7 @@ MANIFEST_EDITS = {
     "manifest_foreign_name": lambda t: t.replace("good-00001-of-00003", "other-00001-of-00003"),
     "manifest_wrong_count_in_name": lambda t: t.replace("good-00001-of-00003",
                                                         "good-00001-of-00004"),
-    "manifest_zero_shards": lambda t: "\n".join(t.split("\n")[:2] + ["shards 0", ""]),
+    "manifest_zero_shards": lambda t: "\n".join(t.split("\n")[:3] + ["shards 0", ""]),
     "manifest_count_mismatch": lambda t: t.replace("shards 3", "shards 4"),
     "manifest_no_final_newline": lambda t: t.rstrip("\n"),
     "manifest_crlf": lambda t: t.replace("\n", "\r\n"),
@@ -201,9 +215,10 @@ MANIFEST_EDITS = {
 
 def _edit_field(text, line_index, field, value):
     lines = text.split("\n")
-    words = lines[3 + line_index].split(" ")
+    k = _first_shard_line(lines) + line_index
+    words = lines[k].split(" ")
     words[field] = value(words[field]) if callable(value) else value
-    lines[3 + line_index] = " ".join(words)
+    lines[k] = " ".join(words)
     return "\n".join(lines)
 
 
@@ -264,7 +279,7 @@ def _symlink(ckpt, target):
 
 
 def _victim(engine):
-    t = engine.create_table(_config())
+    t = engine.create_table(_config(engine))
     t.assign(np.array([7, 8, -9], np.int64), np.array([[1, 2], [3, 4], [5, 6]], np.float32),
              req_time=77)
     return t
@@ -285,7 +300,7 @@ def _report(engine, case, outcome):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_hostile_checkpoint_is_a_checkpoint_error_and_changes_nothing(
         engine, tmp_path, tmp_path_factory, case):
-    require(engine, op=("save", "restore", "lookup_entry"), optimizer="adagrad")
+    require(engine, op=("save", "restore", "lookup_entry"))
     keep_manifest, damage = CASES[case]
     src = _sources(engine, tmp_path_factory)
     victim = _victim(engine)
@@ -322,7 +337,7 @@ def test_pending_manifest_with_its_temporaries_restores_the_new_set(engine, tmp_
                                                                     tmp_path_factory):
     """The positive twin of the case above: a save killed after its commit point restores
     the new set from the temporaries the pending manifest names, not the older final files."""
-    require(engine, op=("save", "restore", "lookup_entry"), optimizer="adagrad")
+    require(engine, op=("save", "restore", "lookup_entry"))
     src = _sources(engine, tmp_path_factory)
     (tmp_path / "killed").mkdir()
     (tmp_path / "ref").mkdir()
@@ -332,8 +347,8 @@ def test_pending_manifest_with_its_temporaries_restores_the_new_set(engine, tmp_
         (ckpt.folder / temps[i]).write_bytes(src["good"][i])
         ckpt.replace(i, src["earlier"][i])
     ckpt.manifest().write_bytes(_manifest("good", src["good"], "pending", temps))
-    t = engine.create_table(_config())
+    t = engine.create_table(_config(engine))
     t.restore(ckpt.base)
-    ref = engine.create_table(_config())
+    ref = engine.create_table(_config(engine))
     ref.restore(Checkpoint(tmp_path / "ref", src).base)
     assert t.size() == 60 and _state(t) == _state(ref)

@@ -180,6 +180,7 @@ def test_dummy_filter_never_filters(engine, tmp_path):
 
 
 def test_table_proto_round_trip(engine, tmp_path):                  # #35
+    require(engine, ttl=True)                  # the proto carries the table's expiry config
     t = sgd(engine, expire_days=3)
     m = CheckpointManager(tmp_path)
     m.add_table("MonolithHashTable_slot_1", t, extra_restore_names=["old"], saver_parallel=2)

@@ -12,7 +12,7 @@ import pytest
 
 import engines
 from engines.config import parse_table_config
-from engines.testing.helpers import ids, require, rows, small_table, snapshot
+from engines.testing.helpers import declared_optimizer, ids, require, rows, small_table, snapshot
 
 pytestmark = pytest.mark.conformance_area("bad input")
 
@@ -120,7 +120,7 @@ def test_directory_part_may_hold_spaces(engine, tmp_path):
     t = small_table(engine)
     base = str(tmp_path / "my run" / "t")
     t.save(base)
-    u = engine.create_table(engines.table_config(dim=2, optimizer="adagrad"))
+    u = engine.create_table(engines.table_config(dim=2, optimizer=declared_optimizer(engine)))
     u.restore(base)
     assert u.size() == 3
 

@@ -19,8 +19,8 @@ std::vector<std::string> write_part_shards(const hashlab::Table& table,
   return lines;
 }
 
-std::vector<std::string> commit_part_shards(const std::string& basename, int64_t nshards,
-                                            const std::vector<std::string>& lines) {
+hashlab::SaveResult commit_part_shards(const std::string& basename, int64_t nshards,
+                                       const std::vector<std::string>& lines) {
   hashlab::check_basename(basename);
   if (nshards < 1 || nshards > hashlab::kMaxShards)
     throw std::invalid_argument("nshards must be in [1, 99999], got " + std::to_string(nshards));

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint_files.h"
 #include "table.h"
 
 namespace hashlab_tf {
@@ -24,9 +25,10 @@ std::vector<std::string> write_part_shards(const hashlab::Table& table,
                                            int64_t first, int64_t stride);
 
 // Step 2, once, after every task's step 1: the commit (pending manifest, renames, removal of an
-// older set's shards, committed manifest). Returns the shard paths in order.
-std::vector<std::string> commit_part_shards(const std::string& basename, int64_t nshards,
-                                            const std::vector<std::string>& lines);
+// older set's shards, committed manifest). Returns the shard paths in order and what failed
+// after the commit point, if anything (the save succeeded).
+hashlab::SaveResult commit_part_shards(const std::string& basename, int64_t nshards,
+                                       const std::vector<std::string>& lines);
 
 // Stages (reads, checks, parses; the table does not change) the entries of the checkpoint at
 // basename with shard_of(id, num_parts) == part (every entry for num_parts 1), whatever shard

@@ -13,6 +13,7 @@
 #include "shard_files.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/platform/logging.h"
 
 namespace hashlab_tf {
 namespace {
@@ -319,7 +320,10 @@ class SaveOp : public OpKernel {
       std::mt19937_64 gen{std::random_device{}()};
       std::this_thread::sleep_for(std::chrono::milliseconds(gen() % sleep_ms_));
     }
-    OP_REQUIRES_OK(c, guarded([&] { t->table().save(basename, nshards_); }));
+    hashlab::SaveResult saved;
+    OP_REQUIRES_OK(c, guarded([&] { saved = t->table().save(basename, nshards_); }));
+    // A failure after the commit point: the save succeeded (docs/checkpoints.md, "Save").
+    if (!saved.warning.empty()) LOG(WARNING) << saved.warning;
     c->set_output(0, c->input(0));
   }
 
@@ -353,8 +357,14 @@ REGISTER_OP("HashlabHashTableSave")
     .Input("basename: string")
     .Input("nshards: int64")
     .Output("paths: string")
-    .SetShapeFn(PathsOut)
-    .Doc("Monolith's save with the shard count as an input (-1: automatic); returns the paths.");
+    .Output("warning: string")
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->Vector(c->UnknownDim()));
+      c->set_output(1, c->Scalar());
+      return absl::OkStatus();
+    })
+    .Doc("Monolith's save with the shard count as an input (-1: automatic); returns the paths "
+         "and what failed after the commit point (the save succeeded; empty: nothing).");
 
 class SavePathsOp : public OpKernel {
  public:
@@ -366,9 +376,12 @@ class SavePathsOp : public OpKernel {
     int64_t nshards;
     OP_REQUIRES_OK(c, check_basename(c->input(1), &basename));
     OP_REQUIRES_OK(c, scalar_i64(c->input(2), "nshards", &nshards));
-    std::vector<std::string> paths;
-    OP_REQUIRES_OK(c, guarded([&] { paths = t->table().save(basename, nshards); }));
-    OP_REQUIRES_OK(c, string_vector_out(c, 0, paths));
+    hashlab::SaveResult saved;
+    OP_REQUIRES_OK(c, guarded([&] { saved = t->table().save(basename, nshards); }));
+    OP_REQUIRES_OK(c, string_vector_out(c, 0, saved.paths));
+    Tensor* warning;
+    OP_REQUIRES_OK(c, c->allocate_output(1, TensorShape({}), &warning));
+    warning->scalar<tensorflow::tstring>()() = saved.warning;
   }
 };
 REGISTER_KERNEL_BUILDER(Name("HashlabHashTableSave").Device(DEVICE_CPU), SavePathsOp);
@@ -426,11 +439,14 @@ class CommitShardSetOp : public OpKernel {
     OP_REQUIRES_OK(c, check_basename(c->input(0), &basename));
     OP_REQUIRES_OK(c, scalar_i64(c->input(1), "nshards", &nshards));
     const Tensor& lines_t = c->input(2);
-    std::vector<std::string> lines, paths;
+    std::vector<std::string> lines;
     for (int64_t i = 0; i < lines_t.NumElements(); ++i)
       lines.emplace_back(lines_t.flat<tensorflow::tstring>()(i));
-    OP_REQUIRES_OK(c, guarded([&] { paths = commit_part_shards(basename, nshards, lines); }));
-    OP_REQUIRES_OK(c, string_vector_out(c, 0, paths));
+    hashlab::SaveResult saved;
+    OP_REQUIRES_OK(c, guarded([&] { saved = commit_part_shards(basename, nshards, lines); }));
+    // A failure after the commit point: the save succeeded (docs/checkpoints.md, "Save").
+    if (!saved.warning.empty()) LOG(WARNING) << saved.warning;
+    OP_REQUIRES_OK(c, string_vector_out(c, 0, saved.paths));
   }
 };
 REGISTER_KERNEL_BUILDER(Name("HashlabCommitShardSet").Device(DEVICE_CPU), CommitShardSetOp);
