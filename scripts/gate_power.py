@@ -12,7 +12,8 @@ patch each), made once by `hashlab ab`'s build cache.
 - `cost`: each zoo entry's real cost on a quiet machine (no busy process): one A/B session,
   interleaved, the base and every zoo entry side by side, `--rounds` rounds; per entry and
   op, the median paired change (head / base time).
-- `study`: `--pairs` repetitions while `--load` keeps the machine busy (`one-core`: one
+- `study`: `--pairs` more repetitions (added to the study already in `--out`, if any, of
+  the same heads and commit) while `--load` keeps the machine busy (`one-core`: one
   process spinning; `two-procs`: two). Per repetition and mode:
   - `ab` (interleaved): one session with the base, a second copy of the base (same code:
     the false-alarm check) and every zoo entry as heads;
@@ -53,11 +54,15 @@ def zoo(names=None) -> dict:
     return {n: e for n, e in entries.items() if not names or n in names}
 
 
+COMMIT = ["HEAD"]      # --commit
+
+
 @functools.cache
 def base_commit() -> str:
-    """HEAD's commit, resolved once: a commit made while a study runs must not change it."""
-    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True, cwd=HERE).stdout.strip()
+    """The measured commit (HEAD unless --commit), resolved once: a commit made while a
+    study runs must not change it."""
+    return subprocess.run(["git", "rev-parse", "--verify", f"{COMMIT[0]}^{{commit}}"],
+                          capture_output=True, text=True, check=True, cwd=HERE).stdout.strip()
 
 
 def spec(name: str) -> str:
@@ -157,9 +162,19 @@ def study(args) -> dict:
     tag = f"{args.mode}-{args.load}"
     path = os.path.join(args.out, f"results-{tag}.json")
     result = {"mode": args.mode, "load": args.load, "pairs": [], "heads": heads,
-              "affects": {n: e["affects"] for n, e in entries.items()}}
+              "affects": {n: e["affects"] for n, e in entries.items()},
+              "commit": base_commit()}
+    if os.path.exists(path):                # go on with an earlier study of the same heads
+        with open(path, encoding="utf-8") as f:
+            earlier = json.load(f)
+        if earlier["heads"] != heads or earlier.get("commit", result["commit"]) != \
+                result["commit"]:
+            raise SystemExit(f"gate_power: {path} holds a study of other heads or another "
+                             f"commit; choose another --out")
+        result["pairs"] = earlier["pairs"]
+    done = len(result["pairs"])
     with Busy(LOADS[args.load]):
-        for i in range(args.pairs):
+        for i in range(done, done + args.pairs):
             folder = os.path.join(args.out, tag, f"pair{i + 1}")
             if args.mode == "ab":
                 runs = [_ab(heads, "interleaved", folder, args.rounds, seed=i)]
@@ -189,6 +204,11 @@ def _thresholds(result: dict, thresholds) -> list:
 
 
 def regate(result: dict, thresholds) -> dict:
+    """Verdicts of every saved pair, judged by the zoo's manifest as it is now (which ops
+    each entry affects may have been corrected since the runs)."""
+    entries = zoo()
+    result["affects"] = {h: entries[h]["affects"] if h in entries else a
+                         for h, a in result["affects"].items()}
     for pair in result["pairs"]:
         pair["verdicts"] = {h: verdicts(pair["files"][h], pair["bases"][h],
                                         result["affects"].get(h, ()),
@@ -250,7 +270,12 @@ def main(argv=None) -> int:
     ap.add_argument("--zoo", nargs="+", help="zoo entries (default: all)")
     ap.add_argument("--thresholds", nargs="+", type=float, default=[1.05, 1.10, 1.20])
     ap.add_argument("--out", default=os.path.join("reports", "gate_power"))
+    ap.add_argument("--commit", default="HEAD",
+                    help="the commit measured (default HEAD); its builds, and those with each "
+                         "zoo patch, are found in the build cache when an earlier study made "
+                         "them")
     args = ap.parse_args(argv)
+    COMMIT[0] = args.commit
     os.makedirs(args.out, exist_ok=True)
     if args.what == "cost":
         print(cost_table(cost(args)))
