@@ -12,6 +12,7 @@ by a TF1 session per table: the lab's `sharded_*` scenarios measure TF's runtime
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import os
 import re
@@ -51,12 +52,22 @@ def _errors_as_engine_errors(fn):
         except tf.errors.ResourceExhaustedError as exc:
             if kernel_message(exc).startswith("out of memory"):
                 raise MemoryError(kernel_message(exc)) from None
-            raise OSError(kernel_message(exc)) from None
+            raise _os_error(kernel_message(exc)) from None
         except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
                 tf.errors.AlreadyExistsError, tf.errors.FailedPreconditionError,
                 tf.errors.OutOfRangeError, tf.errors.UnknownError) as exc:
-            raise OSError(kernel_message(exc)) from None
+            raise _os_error(kernel_message(exc)) from None
     return wrapped
+
+
+def _os_error(message: str) -> OSError:
+    """The OSError of a file-system failure in the op library, with the errno whose text
+    (strerror) ends the kernel's message, as the other engines raise it: a TensorFlow status
+    carries a code and a message, not the errno. The longest matching text wins ("Not a
+    directory" is not "Is a directory")."""
+    texts = [(os.strerror(code), code) for code in errno.errorcode]
+    found = [(len(text), code) for text, code in texts if text and text in message]
+    return OSError(max(found)[1], message) if found else OSError(message)
 
 
 class TfNativeHashFilter(api.HashFilter):

@@ -258,7 +258,7 @@ def test_known_divergences_show_the_declared_bound_beside_the_measured_error(
     assert set(view["declared bound"]) == {"2 ulp per step"}
     monkeypatch.setattr(tolerance, "MAX_ULP", 7)
     texts = [p for _, paragraphs, _ in writer._sections(
-        suite, pd.DataFrame(), suite.perf, pd.DataFrame(), [], {}, [], None, "")
+        suite, pd.DataFrame(), "", suite.perf, pd.DataFrame(), [], {}, [], None, "")
         for p in paragraphs]
     assert any("within 7 ulp" in t for t in texts)
 

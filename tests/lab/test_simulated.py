@@ -77,7 +77,10 @@ def test_same_code_same_costs_and_the_gate_finds_the_slow_op():
     regressed = result.perf[result.perf.verdict == "REGRESSION"]
     assert result.exit_code == 1 and regressed.op.tolist() == ["lookup"]
     change = float(regressed.change.iloc[0])
-    assert 1.1 < change < 1.3 and np.isclose(change, regressed.ci_low.iloc[0])
+    # The stand-in looks up a quarter of the batch again in a second call, whose fixed cost
+    # (the API layer's checks, the binding) counts in full on this 4,000-id lookup: 1.36x
+    # measured since issue 20's merge (counts are deterministic), not the ids' 1.25x.
+    assert 1.1 < change < 1.45 and np.isclose(change, regressed.ci_low.iloc[0])
     # The slowed engine differs in lookup only: its other calls count as the base engine's
     # (a wrapper that CPython could not specialise made `size` count 1.15-1.25x).
     others = result.perf[result.perf.op != "lookup"]
