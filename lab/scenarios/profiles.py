@@ -73,8 +73,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                        "ops, optimizer updates with and without dedup, lookups, entries, "
                        "save/restore, the hash filter, fused ops) at sizes where one call takes "
                        "about 0.1-30 ms on native-cpu, one thread, in ten short rounds (a fresh "
-                       "table each round, spread over the run). About 1.5 minutes on a 2-core "
-                       "machine, parity included.",
+                       "table each round, spread over the run). About 2 minutes on a 2-core "
+                       "machine, parity and the memory pass included.",
         "out": "reports/gate",
         "quick": False,
         "scenarios": ("storage_ops", "monolith_optimize[threads=1,dedup=True]",
