@@ -62,9 +62,8 @@ def _errors_as_engine_errors(fn):
 
 def _os_error(message: str) -> OSError:
     """The OSError of a file-system failure in the op library, with the errno whose text
-    (strerror) ends the kernel's message, as the other engines raise it: a TensorFlow status
-    carries a code and a message, not the errno. The longest matching text wins ("Not a
-    directory" is not "Is a directory")."""
+    (strerror) the kernel's message carries, as the other engines raise it: a TensorFlow
+    status has a code and a message, not the errno. The longest matching text wins."""
     texts = [(os.strerror(code), code) for code in errno.errorcode]
     found = [(len(text), code) for text, code in texts if text and text in message]
     return OSError(max(found)[1], message) if found else OSError(message)
